@@ -1,0 +1,3 @@
+from alexgui.cli import main
+
+raise SystemExit(main())

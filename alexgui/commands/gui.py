@@ -1,0 +1,68 @@
+"""`alexgui gui` (and bare `alexgui`): open the desktop app, optionally with runs, a dataset or a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NO_DISPLAY = (
+    "alexgui: no display found (DISPLAY and WAYLAND_DISPLAY are not set), so the window cannot open.\n"
+    "Train without a window:      alexgui train --data FOLDER   (or: alexgui train for the demo data)\n"
+    "Watch a run from elsewhere:  open its folder later with  alexgui gui --run RUN_DIR\n"
+    "To render off-screen anyway: QT_QPA_PLATFORM=offscreen alexgui gui"
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("gui", help="open the desktop app (the default with no command)",
+                              description="Open the desktop app: train, watch and compare runs, explore models.")
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", metavar="RUN_DIR", action="append", default=[],
+                   help="a run folder to watch and overlay (repeat to compare several)")
+    p.add_argument("--data", metavar="DIR", help="an image folder to train on (one subfolder per class)")
+    p.add_argument("--model", metavar="FILE", help="a checkpoint (.safetensors, .pt) or ONNX model to open")
+
+
+def default_args() -> argparse.Namespace:
+    """What bare `alexgui` means: the app with nothing opened."""
+    return argparse.Namespace(run=[], data=None, model=None)
+
+
+def run(args: argparse.Namespace | None = None) -> int:
+    args = args if args is not None else default_args()
+    from alexgui.qt.app import has_display
+
+    if not has_display():
+        print(NO_DISPLAY, file=sys.stderr)
+        return 2
+    app, window = build(args)
+    window.show()
+    code = app.exec()
+    window.session.shutdown()  # the window waits for its thread on close; this is the safety net
+    return int(code)
+
+
+def build(args: argparse.Namespace):  # -> tuple[QApplication, MainWindow]; Qt types stay out of the import
+    """The application and its window with the command line's runs, dataset and model opened."""
+    from PySide6.QtCore import QTimer
+
+    from alexgui.qt.app import MainWindow, apply_theme, ensure_app
+
+    app = ensure_app()
+    apply_theme(app)
+    window = MainWindow()
+    for run_dir in getattr(args, "run", None) or []:
+        window.open_run(Path(run_dir))
+    if getattr(args, "data", None):
+        window.open_dataset(Path(args.data))
+    model = getattr(args, "model", None)
+    if model:
+        # After the event loop starts, so that whoever provides model loading has connected by then.
+        QTimer.singleShot(0, lambda: window.open_model(Path(model)))
+    return app, window

@@ -1,0 +1,111 @@
+"""`alexgui train`: headless training with a progress bar, for servers with no display."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from alexgui.config import ConfigError, RunConfig
+
+# (flag, config section, field, type, help); a flag left out keeps the config's (or paper's) value.
+_OVERRIDES: list[tuple[str, str, str, Any, str]] = [
+    ("--arch", "model", "arch", str, "paper (two towers, default) or torchvision"),
+    ("--activation", "model", "activation", str, "relu (default) or tanh"),
+    ("--pooling", "model", "pooling", str, "overlapping (3/2, default) or non-overlapping (2/2)"),
+    ("--dropout", "model", "dropout", float, "dropout rate in fc6 and fc7 (default 0.5)"),
+    ("--lrn-formula", "model", "lrn_formula", str, "paper (default) or torch (alpha divided by n)"),
+    ("--epochs", "train", "epochs", int, "passes over the training set (default 90)"),
+    ("--max-steps", "train", "max_steps", int, "stop at this global optimizer step (0 = no limit)"),
+    ("--batch-size", "train", "batch_size", int, "images per step (default 128)"),
+    ("--lr", "train", "lr", float, "initial learning rate (default 0.01)"),
+    ("--momentum", "train", "momentum", float, "SGD momentum (default 0.9)"),
+    ("--weight-decay", "train", "weight_decay", float, "weight decay (default 0.0005)"),
+    ("--lr-patience", "train", "lr_patience", int, "epochs without val improvement before lr/10 (default 3)"),
+    ("--device", "train", "device", str, "cpu, cuda or cuda:N (default cpu)"),
+    ("--seed", "train", "seed", int, "random seed (default 0)"),
+    ("--log-every", "train", "log_every", int, "write a metrics line every N steps (default 1)"),
+    ("--workers", "data", "workers", int, "decoding worker processes when the cache is off (default 2)"),
+    ("--val-fraction", "data", "val_fraction", float, "held-out share when there is no val/ folder"),
+    ("--pca-noise", "data", "pca_noise", float, "PCA colour noise std (default 0.1; 0 = off)"),
+]
+_SWITCHES: list[tuple[str, str, str, bool, str]] = [
+    ("--no-lrn", "model", "lrn", False, "turn local response normalisation off (ablation)"),
+    ("--no-flip", "data", "flip", False, "no horizontal reflections"),
+    ("--no-random-crop", "data", "random_crop", False, "train on the centre crop only"),
+    ("--no-cache", "data", "cache", False, "decode images every epoch instead of caching them"),
+    ("--ten-crop-eval", "data", "ten_crop_eval", True, "validate on 10 crops (paper's test-time averaging)"),
+    ("--bf16", "train", "bf16", True, "bf16 autocast (CUDA only)"),
+    ("--channels-last", "train", "channels_last", True, "channels_last memory format (CUDA only)"),
+]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train AlexNet headless (the paper's recipe by default)",
+        description="Train AlexNet on an image folder (one subfolder per class; train/ and val/ when present) "
+        "or on the built-in demo data, writing a run directory the desktop app can open and follow.",
+    )
+    p.add_argument("--data", help="image folder, or 'demo' for the built-in generated dataset (default: demo)")
+    p.add_argument("--out", required=True, type=Path, help="run directory to create (or to resume with --resume)")
+    p.add_argument("--config", type=Path, help="TOML settings file (flags override it)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    for flag, _, _, kind, text in _OVERRIDES:
+        p.add_argument(flag, type=kind, default=None, help=text)
+    for flag, _, _, _, text in _SWITCHES:
+        p.add_argument(flag, action="store_true", default=None, help=text)
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
+    cfg = RunConfig.from_dict(base.to_dict())
+    values = cfg.to_dict()
+    if args.data is not None:
+        values["data"]["data"] = str(Path(args.data).expanduser().resolve()) if args.data != "demo" else "demo"
+    for flag, section, name, _, _ in _OVERRIDES:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            values[section][name] = value
+    for flag, section, name, on, _ in _SWITCHES:
+        if getattr(args, flag[2:].replace("-", "_")):
+            values[section][name] = on
+    return RunConfig.from_dict(values, "command line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexgui.commands.progress import TrainPrinter
+    from alexgui.engine.rundir import RunDir, RunDirError
+    from alexgui.engine.train import TrainControl, train
+
+    try:
+        if args.resume:
+            run_dir = RunDir.open(args.out)
+            cfg = config_from_args(args, run_dir.config())
+        else:
+            base = RunConfig.load(args.config) if args.config else RunConfig()
+            cfg = config_from_args(args, base)
+            run_dir = RunDir.create(args.out, cfg)
+    except (ConfigError, RunDirError) as e:
+        print(f"alexgui train: {e}", file=sys.stderr)
+        return 2
+
+    control = TrainControl()
+    printer = TrainPrinter(sys.stdout, run_dir.path)
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if control.stop.is_set():
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        control.stop.set()
+        printer.note("stopping after this step and saving a checkpoint (Ctrl-C again to abort at once)")
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        for event in train(cfg, run_dir, control, resume=args.resume):
+            printer.show(event)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return printer.exit_code

@@ -1,0 +1,170 @@
+"""Settings for a run: model, data and training, as dataclasses with TOML in and out.
+
+Defaults are the paper's recipe (Krizhevsky, Sutskever & Hinton 2012, section 5) unless a comment
+says otherwise. A run directory keeps its RunConfig as config.toml, and every checkpoint carries the
+same text, so a model can be rebuilt from the checkpoint file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+Arch = Literal["paper", "torchvision"]
+Activation = Literal["relu", "tanh"]
+Pooling = Literal["overlapping", "non-overlapping"]
+LrnFormula = Literal["paper", "torch"]
+
+
+@dataclass
+class ModelConfig:
+    arch: Arch = "paper"  # "paper": two towers, 60,965,224 params; "torchvision": single tower, 61,100,840
+    num_classes: int = 1000  # replaced by the dataset's class count when training
+    activation: Activation = "relu"  # "tanh" is the paper's Figure 1 comparison
+    lrn: bool = True  # local response normalisation after ReLU in conv1 and conv2 (paper only)
+    # The paper's formula has no division by n; torch/Caffe/cuda-convnet divide alpha by n.
+    lrn_formula: LrnFormula = "paper"
+    pooling: Pooling = "overlapping"  # window 3 stride 2; "non-overlapping" is the 2/2 ablation
+    dropout: float = 0.5  # in fc6 and fc7
+
+
+@dataclass
+class DataConfig:
+    data: str = "demo"  # an image folder (class subfolders, optional train/ and val/) or "demo"
+    val_fraction: float = 0.1  # held out, seeded, when the folder has no val/ subfolder
+    split_seed: int = 0
+    resize: int = 256  # short side, then the central resize x resize patch (paper section 2)
+    crop: int = 224  # training and test patch; conv1 uses padding 2 so 224 gives 55x55 (as torchvision)
+    random_crop: bool = True  # random crop x crop patches of the 256x256 image
+    flip: bool = True  # horizontal reflections
+    pca_noise: float = 0.1  # std of alpha_i in the PCA colour augmentation; 0 turns it off
+    cache: bool = True  # keep decoded 256x256 images in a uint8 memory map so later epochs skip decoding
+    workers: int = 2  # DataLoader worker processes when decoding on the fly (cache off)
+    ten_crop_eval: bool = False  # validate on 10 crops (slower) instead of the centre crop
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 90
+    max_steps: int = 0  # stop at this global optimizer step; 0 = no limit
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    lr_factor: float = 0.1  # divide by 10 ...
+    lr_patience: int = 3  # ... when val top-1 error has not improved for this many epochs ...
+    lr_max_drops: int = 3  # ... at most three times, as in the paper
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N"
+    bf16: bool = False  # bf16 autocast (CUDA only)
+    channels_last: bool = False  # NHWC memory format (CUDA only)
+    seed: int = 0
+    log_every: int = 1  # write a step line to metrics.jsonl every N steps
+    checkpoint_minutes: float = 10.0  # also write last.safetensors this often within an epoch; 0 = epoch ends only
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> RunConfig:
+        return cls(
+            model=_section(ModelConfig, d.get("model", {}), f"{source} [model]"),
+            data=_section(DataConfig, d.get("data", {}), f"{source} [data]"),
+            train=_section(TrainConfig, d.get("train", {}), f"{source} [train]"),
+        )
+
+    def to_toml(self) -> str:
+        return dumps_toml(self.to_dict())
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "config.toml") -> RunConfig:
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{source}: not valid TOML ({e})") from None
+        return cls.from_dict(d, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read ({e})") from None
+        return cls.from_toml(text, str(path))
+
+
+class ConfigError(ValueError):
+    """A settings file or value that cannot be used; the message names the file and the field."""
+
+
+def _section(kind: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table")
+    hints = get_type_hints(kind)
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    out = {}
+    for name, value in values.items():
+        out[name] = _check_value(hints[name], value, f"{where} {name}")
+    return kind(**out)
+
+
+def _check_value(hint: Any, value: Any, where: str) -> Any:
+    choices = get_args(hint) if getattr(hint, "__origin__", None) is Literal else ()
+    if choices:
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def dumps_toml(d: dict[str, dict[str, Any]]) -> str:
+    """Write nested tables of scalars as TOML (the standard library reads TOML but does not write it)."""
+    lines: list[str] = []
+    for table, values in d.items():
+        lines.append(f"[{table}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_scalar(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_scalar(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")

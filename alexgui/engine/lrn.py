@@ -1,0 +1,65 @@
+"""Local response normalisation (Krizhevsky et al. 2012, section 3.3).
+
+The paper's formula, applied across channels at every position after ReLU in conv1 and conv2:
+
+    b[i] = a[i] / (k + alpha * sum_{j = max(0, i - n//2)}^{min(N - 1, i + n//2)} a[j]^2) ** beta
+
+with k=2, n=5, alpha=1e-4, beta=0.75. The paper does not divide alpha by n; torch.nn.LocalResponseNorm,
+Caffe and cuda-convnet do. formula="paper" (the default) follows the paper; formula="torch" follows
+torch, so weights trained elsewhere with the other convention can still be matched.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LrnFormula = Literal["paper", "torch"]
+
+# The paper's hyper-parameters, "determined using a validation set".
+PAPER_SIZE = 5
+PAPER_ALPHA = 1e-4
+PAPER_BETA = 0.75
+PAPER_K = 2.0
+
+
+class LocalResponseNorm(nn.Module):
+    """Normalise each channel by the energy of its `size` neighbours (channel edges clipped).
+
+    formula="paper": alpha multiplies the plain sum of squares (the paper's text).
+    formula="torch": alpha multiplies the mean of the squares over the window, i.e. alpha / size times
+    the sum, exactly torch.nn.LocalResponseNorm.
+    """
+
+    def __init__(
+        self,
+        size: int = PAPER_SIZE,
+        alpha: float = PAPER_ALPHA,
+        beta: float = PAPER_BETA,
+        k: float = PAPER_K,
+        formula: LrnFormula = "paper",
+    ) -> None:
+        super().__init__()
+        if formula not in ("paper", "torch"):
+            raise ValueError(f"LRN formula must be 'paper' or 'torch', got {formula!r}")
+        if size < 1:
+            raise ValueError(f"LRN size must be at least 1, got {size}")
+        if formula == "paper" and size % 2 == 0:
+            # The paper's window [i - n/2, i + n/2] is symmetric; an even n has no such window.
+            raise ValueError(f"the paper's LRN window needs an odd size, got {size}")
+        self.size = size
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+        self.formula = formula
+        # torch's kernel averages the squares over the window (zero padding counted), so the paper's
+        # plain sum is torch's mean times `size`: scaling alpha by size gives the paper's formula.
+        self._torch_alpha = alpha * size if formula == "paper" else alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.local_response_norm(x, self.size, alpha=self._torch_alpha, beta=self.beta, k=self.k)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, formula={self.formula!r}"

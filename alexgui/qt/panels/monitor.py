@@ -1,0 +1,445 @@
+"""The training panel: the run's settings (paper recipe, ablation switches), the controls, and progress.
+
+The form is a view over a RunConfig: `config()` reads it, `set_config()` fills it. Fields the form
+does not show (the LRN formula, seeds, checkpoint interval, ...) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from alexgui.config import RunConfig
+from alexgui.qt.session import RunHistory, format_duration
+
+DEMO = "demo"
+CHOOSE = "__choose__"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    label: str
+    epochs: int
+    batch_size: int
+    note: str
+
+
+# Both keep the paper's learning rate, momentum and weight decay; only the amount of work differs.
+PRESETS = (
+    Preset(
+        "quick",
+        "Quick demo (laptop CPU)",
+        epochs=10,
+        batch_size=32,
+        note="Paper learning rate, momentum and weight decay, but batch 32 and 10 epochs, "
+        "so a laptop CPU shows the loss falling within a minute or two.",
+    ),
+    Preset(
+        "paper",
+        "Paper recipe (batch 128, 90 epochs)",
+        epochs=90,
+        batch_size=128,
+        note="Krizhevsky et al. 2012, section 5: batch 128, about 90 epochs, learning rate ÷10 "
+        "when validation error stalls (3 times). Days on ImageNet; meant for a GPU.",
+    ),
+)
+CUSTOM_NOTE = "Custom epochs or batch size; learning rate, momentum and weight decay as set below."
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(value, label) for the CPU and each CUDA GPU torch can see."""
+    devices = [("cpu", "CPU")]
+    try:
+        import torch
+
+        for i in range(torch.cuda.device_count()):
+            devices.append((f"cuda:{i}", f"GPU {i}: {torch.cuda.get_device_name(i)}"))
+    except Exception:  # noqa: BLE001 - a broken CUDA install must not keep the window from opening
+        pass
+    return devices
+
+
+def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    box.setValue(value)
+    box.setToolTip(tip)
+    box.setAccelerated(True)
+    return box
+
+
+def _double(lo: float, hi: float, decimals: int, step: float, tip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setToolTip(tip)
+    return box
+
+
+def _check(text: str, tip: str) -> QCheckBox:
+    box = QCheckBox(text)
+    box.setToolTip(tip)
+    return box
+
+
+class TrainSettingsForm(QWidget):
+    """Settings for a new run; defaults are the paper's recipe with the quick-demo amount of work."""
+
+    dataset_browse_requested = Signal()
+    changed = Signal()
+
+    def __init__(self, devices: list[tuple[str, str]] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._base = RunConfig()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(10)
+
+        # Data
+        self.dataset = QComboBox()
+        self.dataset.setToolTip("An image folder with one subfolder per class (optional train/ and val/), or the demo")
+        self.dataset.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.dataset.setMinimumContentsLength(12)
+        self.dataset.addItem("Built-in demo dataset", DEMO)
+        self.dataset.addItem("Choose folder…", CHOOSE)
+        self.dataset.activated.connect(self._on_dataset_activated)
+        self._dataset_value = DEMO
+        data_form = self._group(layout, "Data")
+        data_form.addRow("Dataset", self.dataset)
+
+        # Recipe
+        self.preset = QComboBox()
+        for p in PRESETS:
+            self.preset.addItem(p.label, p.name)
+        self.preset.addItem("Custom", "custom")
+        self.preset.setToolTip("How much work: the paper's full recipe, or a short run that shows learning quickly")
+        self.preset_note = QLabel()
+        self.preset_note.setObjectName("hint")
+        self.preset_note.setWordWrap(True)
+        recipe = self._group(layout, "Recipe")
+        recipe.addRow("Preset", self.preset)
+        recipe.addRow(self.preset_note)
+        self.epochs = _spin(1, 10_000, 10, "Passes over the training set (paper: about 90)")
+        self.batch_size = _spin(1, 4096, 32, "Images per step (paper: 128)")
+        self.lr = _double(1e-6, 10.0, 5, 0.001, "Initial learning rate (paper: 0.01), divided by 10 when validation error stalls")
+        self.momentum = _double(0.0, 0.999, 3, 0.05, "SGD momentum (paper: 0.9)")
+        self.weight_decay = _double(0.0, 0.1, 5, 0.0001, "L2 weight decay (paper: 0.0005)")
+        self.device = QComboBox()
+        for value, label in devices if devices is not None else available_devices():
+            self.device.addItem(label, value)
+        self.device.setToolTip("Where to train: the CPU or one CUDA GPU")
+        recipe.addRow("Epochs", self.epochs)
+        recipe.addRow("Batch size", self.batch_size)
+        recipe.addRow("Learning rate", self.lr)
+        recipe.addRow("Momentum", self.momentum)
+        recipe.addRow("Weight decay", self.weight_decay)
+        recipe.addRow("Device", self.device)
+
+        # Model and the paper's ablations
+        self.arch = QComboBox()
+        self.arch.addItem("Paper: two towers (60.97 M parameters)", "paper")
+        self.arch.addItem("torchvision: one tower (61.10 M)", "torchvision")
+        self.arch.setToolTip("The paper's two-GPU network, or torchvision's single-tower variant")
+        self.activation = QComboBox()
+        self.activation.addItem("ReLU (paper)", "relu")
+        self.activation.addItem("tanh (Figure 1 comparison)", "tanh")
+        self.lrn = _check("Local response normalisation", "LRN after conv1 and conv2 (paper section 3.3; -1.4% top-1)")
+        self.overlapping = _check("Overlapping pooling (3/2)", "Max-pool window 3, stride 2 instead of 2/2 (section 3.4; -0.4% top-1)")
+        self.dropout = _check("Dropout 0.5 in fc6, fc7", "Section 4.2: reduces overfitting, roughly doubles the steps to converge")
+        model = self._group(layout, "Model")
+        model.addRow("Network", self.arch)
+        model.addRow("Activation", self.activation)
+        model.addRow(self.lrn)
+        model.addRow(self.overlapping)
+        model.addRow(self.dropout)
+
+        # Augmentation
+        self.random_crop = _check("Random 224×224 crops", "Random patches of the 256×256 image (section 4.1)")
+        self.flip = _check("Horizontal reflections", "Random left-right flips (section 4.1)")
+        self.pca_noise = _check("PCA colour noise (σ 0.1)", "Add multiples of the RGB principal components (section 4.1; paper network only)")
+        self.ten_crop = _check("Validate on 10 crops", "Average the softmax over 4 corners + centre and their reflections (slower)")
+        aug = self._group(layout, "Augmentation")
+        for box in (self.random_crop, self.flip, self.pca_noise, self.ten_crop):
+            aug.addRow(box)
+        layout.addStretch(1)
+
+        self.preset.currentIndexChanged.connect(self._on_preset_changed)
+        for box in (self.epochs, self.batch_size):
+            box.valueChanged.connect(self._sync_preset)
+        for w in (self.lr, self.momentum, self.weight_decay, self.epochs, self.batch_size):
+            w.valueChanged.connect(self.changed)
+        for c in (self.device, self.arch, self.activation):
+            c.currentIndexChanged.connect(self.changed)
+        for b in (self.lrn, self.overlapping, self.dropout, self.random_crop, self.flip, self.pca_noise, self.ten_crop):
+            b.toggled.connect(self.changed)
+        self.arch.currentIndexChanged.connect(self._sync_arch)
+        self.set_config(self.first_launch_config())
+
+    @staticmethod
+    def _group(layout: QVBoxLayout, title: str) -> QFormLayout:
+        box = QGroupBox(title)
+        form = QFormLayout(box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.setHorizontalSpacing(10)
+        form.setVerticalSpacing(6)
+        layout.addWidget(box)
+        return form
+
+    @staticmethod
+    def first_launch_config() -> RunConfig:
+        """The paper's recipe on the demo data, with the quick preset's epochs and batch size."""
+        cfg = RunConfig()
+        quick = PRESETS[0]
+        cfg.train.epochs, cfg.train.batch_size = quick.epochs, quick.batch_size
+        return cfg
+
+    # -- reading and writing the form -------------------------------------------------------
+
+    def set_config(self, cfg: RunConfig) -> None:
+        self._base = copy.deepcopy(cfg)
+        self.set_dataset(cfg.data.data)
+        t, m, d = cfg.train, cfg.model, cfg.data
+        self.epochs.setValue(t.epochs)
+        self.batch_size.setValue(t.batch_size)
+        self.lr.setValue(t.lr)
+        self.momentum.setValue(t.momentum)
+        self.weight_decay.setValue(t.weight_decay)
+        index = self.device.findData(t.device if t.device != "cuda" else "cuda:0")
+        self.device.setCurrentIndex(max(index, 0))  # a GPU that is gone falls back to the CPU
+        self.arch.setCurrentIndex(max(self.arch.findData(m.arch), 0))
+        self.activation.setCurrentIndex(max(self.activation.findData(m.activation), 0))
+        self.lrn.setChecked(m.lrn)
+        self.overlapping.setChecked(m.pooling == "overlapping")
+        self.dropout.setChecked(m.dropout > 0)
+        self.random_crop.setChecked(d.random_crop)
+        self.flip.setChecked(d.flip)
+        self.pca_noise.setChecked(d.pca_noise > 0)
+        self.ten_crop.setChecked(d.ten_crop_eval)
+        self._sync_preset()
+        self._sync_arch()
+
+    def config(self) -> RunConfig:
+        cfg = copy.deepcopy(self._base)
+        cfg.data.data = self._dataset_value
+        cfg.train.epochs = self.epochs.value()
+        cfg.train.batch_size = self.batch_size.value()
+        cfg.train.lr = self.lr.value()
+        cfg.train.momentum = self.momentum.value()
+        cfg.train.weight_decay = self.weight_decay.value()
+        cfg.train.device = str(self.device.currentData())
+        cfg.model.arch = self.arch.currentData()
+        cfg.model.activation = self.activation.currentData()
+        cfg.model.lrn = self.lrn.isChecked()
+        cfg.model.pooling = "overlapping" if self.overlapping.isChecked() else "non-overlapping"
+        base_dropout = self._base.model.dropout or 0.5
+        cfg.model.dropout = base_dropout if self.dropout.isChecked() else 0.0
+        cfg.data.random_crop = self.random_crop.isChecked()
+        cfg.data.flip = self.flip.isChecked()
+        base_noise = self._base.data.pca_noise or 0.1
+        cfg.data.pca_noise = base_noise if self.pca_noise.isChecked() else 0.0
+        cfg.data.ten_crop_eval = self.ten_crop.isChecked()
+        return cfg
+
+    def set_dataset(self, value: str | Path) -> None:
+        """Select a dataset folder (added to the list when new) or "demo"."""
+        value = str(value)
+        index = self.dataset.findData(value)
+        if index < 0:
+            index = self.dataset.count() - 1  # just above "Choose folder…"
+            self.dataset.insertItem(index, Path(value).name or value, value)
+            self.dataset.setItemData(index, value, Qt.ItemDataRole.ToolTipRole)
+        self.dataset.setCurrentIndex(index)
+        self._dataset_value = value
+        self.changed.emit()
+
+    def set_recent_datasets(self, folders: list[str]) -> None:
+        for folder in reversed(folders):
+            if self.dataset.findData(folder) < 0:
+                self.dataset.insertItem(1, Path(folder).name or folder, folder)
+                self.dataset.setItemData(1, folder, Qt.ItemDataRole.ToolTipRole)
+        self.dataset.setCurrentIndex(max(self.dataset.findData(self._dataset_value), 0))
+
+    @property
+    def preset_name(self) -> str:
+        return str(self.preset.currentData())
+
+    def _on_dataset_activated(self, index: int) -> None:
+        if self.dataset.itemData(index) == CHOOSE:
+            # Keep showing the current choice; the window sets a new one if the user picks a folder.
+            self.dataset.setCurrentIndex(max(self.dataset.findData(self._dataset_value), 0))
+            self.dataset_browse_requested.emit()
+        else:
+            self._dataset_value = str(self.dataset.itemData(index))
+            self.changed.emit()
+
+    def _on_preset_changed(self, index: int) -> None:
+        name = self.preset.itemData(index)
+        for p in PRESETS:
+            if p.name == name:
+                self.epochs.setValue(p.epochs)
+                self.batch_size.setValue(p.batch_size)
+        self._sync_preset()
+
+    def _sync_preset(self) -> None:
+        """Show which preset the epochs and batch size match, and what it means."""
+        match = next((p for p in PRESETS if (p.epochs, p.batch_size) == (self.epochs.value(), self.batch_size.value())), None)
+        name = match.name if match else "custom"
+        self.preset.blockSignals(True)
+        self.preset.setCurrentIndex(self.preset.findData(name))
+        self.preset.blockSignals(False)
+        self.preset_note.setText(match.note if match else CUSTOM_NOTE)
+
+    def _sync_arch(self) -> None:
+        paper = self.arch.currentData() == "paper"
+        for box in (self.lrn, self.pca_noise):
+            box.setEnabled(paper)
+        if not paper:
+            self.lrn.setToolTip("torchvision's AlexNet has no LRN")
+        else:
+            self.lrn.setToolTip("LRN after conv1 and conv2 (paper section 3.3; -1.4% top-1)")
+
+
+class ProgressView(QWidget):
+    """Epoch progress with ETA, and the latest numbers, for the run selected in the runs list."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel("No run yet")
+        self.title.setObjectName("progressTitle")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setValue(0)
+        self.bar.setTextVisible(False)
+        self.bar.setFixedHeight(8)
+        self.eta = QLabel("")
+        self.eta.setObjectName("hint")
+        self.numbers = QLabel("")
+        self.numbers.setObjectName("numbers")
+        self.numbers.setWordWrap(True)
+        self.message = QLabel("")
+        self.message.setObjectName("errorMessage")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.hide()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        for w in (self.title, self.bar, self.eta, self.numbers, self.message):
+            layout.addWidget(w)
+
+    def show_history(self, h: RunHistory | None, live: bool) -> None:
+        if h is None:
+            self.title.setText("No run yet")
+            self.bar.setValue(0)
+            self.eta.setText("Start trains on the selected dataset; Open run watches one.")
+            self.numbers.setText("")
+            self.message.hide()
+            return
+        last = h.last_step
+        if h.state == "preparing" and h.progress is not None:
+            p = h.progress
+            self.title.setText(f"Preparing data: {p.stage}")
+            self.bar.setValue(int(1000 * p.done / p.total) if p.total else 0)
+            self.eta.setText(f"{p.done} of {p.total}")
+        elif last is not None and h.started is not None:
+            self.title.setText(f"Epoch {last.epoch + 1} of {h.started.epochs}  ·  batch {last.batch} of {last.batches}")
+            self.bar.setValue(int(1000 * last.batch / max(last.batches, 1)))
+            epoch_eta, run_eta = h.eta()
+            if h.state == "running" and epoch_eta is not None:
+                self.eta.setText(f"ETA: epoch {format_duration(epoch_eta)}, run {format_duration(run_eta)}")
+            elif h.state == "paused":
+                self.eta.setText("Paused")
+            elif not live and h.state in ("running", "new") and h.last_event_time is not None:
+                self.eta.setText(f"Last update {format_duration(time.time() - h.last_event_time)} ago")
+            else:
+                self.eta.setText(h.message.capitalize() if h.message and h.state != "failed" else "")
+        elif h.started is not None:
+            self.title.setText(f"Epoch 1 of {h.started.epochs}  ·  starting")
+            self.bar.setValue(0)
+            self.eta.setText("")
+        else:
+            self.title.setText({"new": "Starting…", "failed": "Failed before the first step"}.get(h.state, h.state.capitalize()))
+            self.bar.setValue(0)
+            self.eta.setText("")
+        parts = []
+        if last is not None:
+            parts.append(f"loss {last.loss:.3f} (smoothed {h.column('loss_smooth')[-1]:.3f})")
+            parts.append(f"train top-1 {h.column('top1_smooth')[-1]:.1f}%")
+        if h.last_epoch is not None and h.last_epoch.val_top1_err is not None:
+            e = h.last_epoch
+            parts.append(f"val top-1 {100 * e.val_top1_err:.1f}%, top-5 {100 * (e.val_top5_err or 0):.1f}%")
+        if last is not None:
+            parts.append(f"{h.column('ips_smooth')[-1]:.0f} images/s, lr {last.lr:g}")
+        self.numbers.setText("  ·  ".join(parts))
+        if h.state == "failed" and h.message:
+            self.message.setText(h.message)
+            self.message.show()
+        else:
+            self.message.hide()
+
+
+class MonitorPanel(QWidget):
+    """The Training dock: settings in a scroll area; controls and progress always in view below them."""
+
+    def __init__(self, actions: list[QAction], devices: list[tuple[str, str]] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.form = TrainSettingsForm(devices)
+        scroll = QScrollArea()
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.buttons: dict[str, QToolButton] = {}
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        for action in actions:
+            button = QToolButton()
+            button.setDefaultAction(action)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            button.setObjectName(f"{action.objectName()}Button")
+            row.addWidget(button)
+            self.buttons[action.objectName()] = button
+        self.progress = ProgressView()
+        controls = QFrame()
+        controls.setObjectName("controls")
+        c_layout = QVBoxLayout(controls)
+        c_layout.setContentsMargins(10, 10, 10, 10)
+        c_layout.setSpacing(8)
+        c_layout.addLayout(row)
+        c_layout.addWidget(self.progress)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(scroll, 1)
+        layout.addWidget(controls)
+        self.scroll = scroll
+
+    def set_form_enabled(self, enabled: bool) -> None:
+        """The settings belong to the next run: frozen while one trains."""
+        self.form.setEnabled(enabled)
