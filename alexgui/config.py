@@ -57,12 +57,13 @@ class TrainConfig:
     lr_factor: float = 0.1  # divide by 10 ...
     lr_patience: int = 3  # ... when val top-1 error has not improved for this many epochs ...
     lr_max_drops: int = 3  # ... at most three times, as in the paper
-    device: str = "cpu"  # "cpu", "cuda", "cuda:N"
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N", or two ("cuda:0,cuda:1"): one paper tower on each
     bf16: bool = False  # bf16 autocast (CUDA only)
     channels_last: bool = False  # NHWC memory format (CUDA only)
     seed: int = 0
     log_every: int = 1  # write a step line to metrics.jsonl every N steps
     checkpoint_minutes: float = 10.0  # also write last.safetensors this often within an epoch; 0 = epoch ends only
+    compile: bool = False  # torch.compile the model (CUDA mainly; the first steps are slow while it compiles)
 
 
 @dataclass

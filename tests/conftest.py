@@ -20,3 +20,49 @@ def _torch_threads() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_dangling_qthreads() -> Iterator[None]:
+    """Fail any test that leaves a QThread running (napari does the same); Qt-free tests pay nothing."""
+    yield
+    if "PySide6.QtCore" not in sys.modules:
+        return
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QThread
+
+    app = QCoreApplication.instance()
+    main = app.thread() if app is not None else None
+    running = []
+    for obj in gc.get_objects():
+        # type(), not isinstance(): some objects warn when their __class__ is read.
+        if issubclass(type(obj), QThread) and obj is not main:
+            try:
+                # A thread that is finishing gets a moment; one still running after that has leaked.
+                if obj.isRunning() and not obj.wait(2000):
+                    running.append(obj.objectName() or repr(obj))
+            except RuntimeError:  # the C++ object is already gone
+                continue
+    if running:
+        pytest.fail(f"test left QThread(s) running: {', '.join(running)}")
+
+
+@pytest.fixture
+def qt_settings(tmp_path: Path, request: pytest.FixtureRequest):  # -> alexgui.qt.settings.AppSettings
+    """The app's settings in a temporary ini file, under an organisation name of this test's own."""
+    from PySide6.QtCore import QSettings
+
+    from alexgui.qt.settings import AppSettings, open_settings
+
+    folder = tmp_path / "qsettings"
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    organization = "alexgui-test-" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:80]
+    settings = AppSettings(open_settings(organization, "alexgui"))
+    settings.runs_root = tmp_path / "runs"
+    return settings

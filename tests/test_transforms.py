@@ -141,6 +141,9 @@ def test_describe_rebuild_round_trip() -> None:
         assert desc["channel_order"] == "RGB" and desc["crop"] == CROP and desc["resize"] == SIZE
         back = Preprocess.from_description(desc, tensors)
         assert back.describe() == desc
+        unprefixed = {k.removeprefix("stats."): v for k, v in tensors.items()}  # as checkpoint.split_prefix gives
+        rebuilt = Preprocess.from_description(desc, unprefixed)
+        assert torch.equal(rebuilt.mean, pre.mean) and torch.equal(rebuilt.pca_eigvecs, pre.pca_eigvecs)
         assert torch.equal(back.center_batch(u8), pre.center_batch(u8))
         g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
         assert torch.equal(back.train_batch(u8, g1), pre.train_batch(u8, g2))

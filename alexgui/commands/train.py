@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import io
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alexgui.config import ConfigError, RunConfig
+
+if TYPE_CHECKING:  # the engine is imported when a run starts, not when the CLI parses its flags
+    from alexgui.engine.distributed import DistContext
+    from alexgui.engine.rundir import RunDir
 
 # (flag, config section, field, type, help); a flag left out keeps the config's (or paper's) value.
 _OVERRIDES: list[tuple[str, str, str, Any, str]] = [
@@ -24,7 +29,8 @@ _OVERRIDES: list[tuple[str, str, str, Any, str]] = [
     ("--momentum", "train", "momentum", float, "SGD momentum (default 0.9)"),
     ("--weight-decay", "train", "weight_decay", float, "weight decay (default 0.0005)"),
     ("--lr-patience", "train", "lr_patience", int, "epochs without val improvement before lr/10 (default 3)"),
-    ("--device", "train", "device", str, "cpu, cuda or cuda:N (default cpu)"),
+    ("--device", "train", "device", str,
+     "cpu, cuda, cuda:N, or two devices (cuda:0,cuda:1) for one paper tower on each (default cpu)"),
     ("--seed", "train", "seed", int, "random seed (default 0)"),
     ("--log-every", "train", "log_every", int, "write a metrics line every N steps (default 1)"),
     ("--workers", "data", "workers", int, "decoding worker processes when the cache is off (default 2)"),
@@ -39,6 +45,7 @@ _SWITCHES: list[tuple[str, str, str, bool, str]] = [
     ("--ten-crop-eval", "data", "ten_crop_eval", True, "validate on 10 crops (paper's test-time averaging)"),
     ("--bf16", "train", "bf16", True, "bf16 autocast (CUDA only)"),
     ("--channels-last", "train", "channels_last", True, "channels_last memory format (CUDA only)"),
+    ("--compile", "train", "compile", True, "torch.compile the model (CUDA mainly; the first steps are slow)"),
 ]
 
 
@@ -53,6 +60,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="run directory to create (or to resume with --resume)")
     p.add_argument("--config", type=Path, help="TOML settings file (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training, one process per device (or GPU pair), launched by torchrun; "
+        "--batch-size is per process; see docs/distributed.md",
+    )
     for flag, _, _, kind, text in _OVERRIDES:
         p.add_argument(flag, type=kind, default=None, help=text)
     for flag, _, _, _, text in _SWITCHES:
@@ -75,10 +88,9 @@ def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexgui.commands.progress import TrainPrinter
-    from alexgui.engine.rundir import RunDir, RunDirError
-    from alexgui.engine.train import TrainControl, train
+    from alexgui.engine.rundir import RunDir, RunDirError  # noqa: F811 - the runtime import
 
+    run_dir: RunDir | None = None
     try:
         if args.resume:
             run_dir = RunDir.open(args.out)
@@ -86,13 +98,56 @@ def run(args: argparse.Namespace) -> int:
         else:
             base = RunConfig.load(args.config) if args.config else RunConfig()
             cfg = config_from_args(args, base)
-            run_dir = RunDir.create(args.out, cfg)
+            if not args.distributed:  # distributed: rank 0 creates it once the processes have met
+                run_dir = RunDir.create(args.out, cfg)
     except (ConfigError, RunDirError) as e:
         print(f"alexgui train: {e}", file=sys.stderr)
         return 2
+    if not args.distributed:
+        assert run_dir is not None
+        return _train(cfg, run_dir, args.resume, None)
+    return _run_distributed(args, cfg, run_dir)
+
+
+def _run_distributed(args: argparse.Namespace, cfg: RunConfig, opened: RunDir | None) -> int:
+    """One torchrun process: join the group, let rank 0 create the run directory, train, leave."""
+    from alexgui.engine.distributed import DistributedError, FollowerRunDir, all_reduce_sums, init_from_env, shutdown
+    from alexgui.engine.rundir import RunDir, RunDirError  # noqa: F811 - the runtime import
+
+    try:
+        ctx = init_from_env(cfg.train.device)
+    except DistributedError as e:
+        print(f"alexgui train: {e}", file=sys.stderr)
+        return 2
+    try:
+        problem = ""
+        run_dir = opened
+        if ctx.is_main and run_dir is None:
+            try:
+                run_dir = RunDir.create(args.out, cfg)
+            except RunDirError as e:
+                problem = str(e)
+        # Every rank learns whether rank 0 managed, so none is left waiting for the others.
+        if all_reduce_sums(ctx, [1.0 if problem else 0.0])[0] > 0:
+            print(f"alexgui train (rank {ctx.rank}): {problem or 'rank 0 could not create the run directory'}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        if not ctx.is_main:
+            run_dir = FollowerRunDir(args.out)
+        return _train(cfg, run_dir, args.resume, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _train(cfg: RunConfig, run_dir: RunDir, resume: bool, ctx: DistContext | None) -> int:
+    from alexgui.commands.progress import TrainPrinter
+    from alexgui.engine.events import Failed
+    from alexgui.engine.train import TrainControl, train
 
     control = TrainControl()
-    printer = TrainPrinter(sys.stdout, run_dir.path)
+    main = ctx is None or ctx.is_main
+    # Ranks other than 0 stay quiet (their figures are rank 0's) except for their own failures.
+    printer = TrainPrinter(sys.stdout if main else io.StringIO(), run_dir.path)
     previous = signal.getsignal(signal.SIGINT)
 
     def on_interrupt(signum: int, frame: object) -> None:
@@ -104,8 +159,10 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_interrupt)
     try:
-        for event in train(cfg, run_dir, control, resume=args.resume):
+        for event in train(cfg, run_dir, control, resume=resume, dist=ctx):
             printer.show(event)
+            if not main and isinstance(event, Failed):
+                print(f"alexgui train (rank {ctx.rank}): {event.message}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGINT, previous)
     return printer.exit_code

@@ -60,6 +60,9 @@ class CheckpointError(Exception):
         self.path = str(path)
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type[CheckpointError], tuple[str, str]]:
+        return (type(self), (self.path, self.problem))
+
 
 @dataclass
 class Checkpoint:
@@ -116,6 +119,29 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     raise CheckpointError(path, f"not a checkpoint: neither safetensors nor a PyTorch file{_describe_start(head)}")
 
 
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Only the alexgui metadata of a .safetensors checkpoint: reads the header, not the tensors.
+
+    Cheap enough to list many checkpoints; load_checkpoint is what verifies the tensor data.
+    """
+    path = Path(path)
+    head = _read_head(path)
+    problem = _safetensors_header_problem(head, path.stat().st_size)
+    if problem is not None:
+        raise CheckpointError(path, f"not a valid safetensors file ({problem})")
+    (header_len,) = struct.unpack("<Q", head[:8])
+    try:
+        with open(path, "rb") as f:
+            f.seek(8)
+            header = json.loads(f.read(header_len))
+    except OSError as e:
+        raise CheckpointError(path, f"cannot read ({e.strerror or e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(path, "not a valid safetensors file (the header is not JSON)") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return _parse_meta(path, metadata if isinstance(metadata, dict) else {})
+
+
 def sha256_of_tensors(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over the sorted names, dtypes, shapes and bytes: equal weights give equal digests."""
     h = hashlib.sha256()
@@ -159,7 +185,11 @@ def _write_safetensors(f: BinaryIO, tensors: dict[str, torch.Tensor], metadata: 
     offset = 0
     for name, t in tensors.items():
         nbytes = t.numel() * t.element_size()
-        header[name] = {"dtype": _SAFETENSORS_DTYPE[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPE[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     header_bytes = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     header_bytes += b" " * (-len(header_bytes) % 8)  # the data starts 8-byte aligned, as safetensors does
@@ -224,15 +254,19 @@ def _load_safetensors(path: Path, device: str | torch.device) -> Checkpoint:
         raise
     except Exception as e:  # safetensors raises its own error type, OSError, or RuntimeError for devices
         raise CheckpointError(path, f"not a readable safetensors file ({_first_line(e)})") from None
-    meta: dict[str, Any] = {}
-    if META_KEY in metadata:
-        try:
-            meta = json.loads(metadata[META_KEY])
-        except json.JSONDecodeError as e:
-            raise CheckpointError(path, f"the alexgui metadata in the header is not valid JSON ({e})") from None
-        if not isinstance(meta, dict):
-            raise CheckpointError(path, "the alexgui metadata in the header is not a JSON object")
-    return Checkpoint(path, tensors, meta)
+    return Checkpoint(path, tensors, _parse_meta(path, metadata))
+
+
+def _parse_meta(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    if META_KEY not in metadata:
+        return {}
+    try:
+        meta = json.loads(metadata[META_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(path, f"the alexgui metadata in the header is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(path, "the alexgui metadata in the header is not a JSON object")
+    return meta
 
 
 def _load_torch(path: Path, device: str | torch.device) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ class (frequency, phase, position, hue, brightness, background noise), so it can
 
 Created on first use under cache_root/demo-v1/ (train/<class>/*.jpg, val/<class>/*.jpg, README.txt,
 manifest.json): generated into a temporary folder, then renamed, so a half-written dataset is never
-used and a second call returns at once. JPEG at quality 90 keeps it small (about 30 MB) and fast to
+used and a second call returns at once. JPEG at quality 90 keeps it small (about 40 MB) and fast to
 write; the same seed gives the same bytes.
 """
 
@@ -36,7 +36,9 @@ _STALE_TMP_SECONDS = 3600  # a temporary folder this old belongs to a crashed ru
 _CHUNK = 30  # images generated at once: bounds memory (30 x 256 x 256 x 3 float32 = 24 MB)
 
 ProgressFn = Callable[[int, int], None]  # (images written, images in total)
-Generator = Callable[[np.random.Generator, int], np.ndarray]  # (rng, n) -> (n, 256, 256, 3) float32 in 0..1
+# (rng, n) -> (n, 3, 256, 256) float32 in 0..1. Channel planes, not (n, H, W, 3): numpy's inner loops
+# then run along image rows instead of over 3 channels, several times faster.
+Generator = Callable[[np.random.Generator, int], np.ndarray]
 
 
 class DemoError(Exception):
@@ -76,9 +78,9 @@ def _any_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarr
 
 def _mix(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """mask (n, H, W) in 0..1 (or broadcastable to it) picks colour a (n, 3) where 1 and b where 0."""
-    m = np.broadcast_to(mask, (len(a), SIZE, SIZE))[..., None]
-    b4 = b[:, None, None, :]
-    return m * (a[:, None, None, :] - b4) + b4
+    m = np.broadcast_to(mask, (len(a), SIZE, SIZE))[:, None]
+    b4 = b[:, :, None, None]
+    return m * (a[:, :, None, None] - b4) + b4
 
 
 def _gratings(rng: np.random.Generator, n: int, angle_deg: float, lo: tuple[float, float], hi: tuple[float, float]) -> np.ndarray:
@@ -151,7 +153,8 @@ def concentric_rings(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def colour_blobs(rng: np.random.Generator, n: int) -> np.ndarray:
-    img = np.broadcast_to(_hsv(rng.uniform(0, 1, n), rng.uniform(0, 0.5, n), rng.uniform(0.05, 0.25, n))[:, None, None, :], (n, SIZE, SIZE, 3)).copy()
+    background = _hsv(rng.uniform(0, 1, n), rng.uniform(0, 0.5, n), rng.uniform(0.05, 0.25, n))
+    img = np.broadcast_to(background[:, :, None, None], (n, 3, SIZE, SIZE)).copy()
     for _ in range(5):
         present = _col(rng.uniform(0, 1, n) < 0.8)
         cy, cx = _col(rng.uniform(0, SIZE, n)), _col(rng.uniform(0, SIZE, n))
@@ -159,7 +162,9 @@ def colour_blobs(rng: np.random.Generator, n: int) -> np.ndarray:
         # A Gaussian is separable: the outer product of a row and a column profile.
         g = (np.exp(-((_Y - cy) ** 2) / (2 * sigma**2)) * present) * np.exp(-((_X - cx) ** 2) / (2 * sigma**2))
         colour = _hsv(rng.uniform(0, 1, n), rng.uniform(0.7, 1.0, n), rng.uniform(0.8, 1.0, n))
-        img += g[..., None] * (colour[:, None, None, :] - img)
+        step = np.subtract(colour[:, :, None, None], img)  # in place below: this loop is the hot spot
+        step *= g[:, None]
+        img += step
     return img
 
 
@@ -184,7 +189,8 @@ def _shape_on_texture(rng: np.random.Generator, n: int, shape: str) -> np.ndarra
         u, v = (_X - cx) * c + (_Y - cy) * s, -(_X - cx) * s + (_Y - cy) * c
         mask = np.clip(half - np.maximum(np.abs(u), np.abs(v)) + 0.5, 0, 1)
     colour = _hsv(rng.uniform(0, 1, n), rng.uniform(0.6, 1.0, n), rng.uniform(0.7, 1.0, n))
-    return img * (1 - mask[..., None]) + mask[..., None] * colour[:, None, None, :]
+    img += mask[:, None] * (colour[:, :, None, None] - img)
+    return img
 
 
 def squares_on_texture(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -213,6 +219,8 @@ def generate_class(name: str, n: int, seed: int = SEED, split: str = "train") ->
     """n images of one class as uint8 (n, 256, 256, 3), the same for the same (name, n, seed, split)."""
     if name not in CLASSES:
         raise ValueError(f"unknown demo class {name!r}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
     index = list(CLASSES).index(name)
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     out = np.empty((n, SIZE, SIZE, 3), np.uint8)
@@ -220,14 +228,18 @@ def generate_class(name: str, n: int, seed: int = SEED, split: str = "train") ->
     tile = rng.normal(0, 1, (2 * SIZE, 2 * SIZE)).astype(np.float32)
     for start in range(0, n, _CHUNK):
         k = min(_CHUNK, n - start)
-        img = CLASSES[name][0](rng, k)
-        brightness = rng.uniform(0.75, 1.15, k).astype(np.float32)
-        noise_amp = rng.uniform(0.0, 0.06, k).astype(np.float32)
+        img = np.require(CLASSES[name][0](rng, k), np.float32, ["C", "W"])
+        brightness = rng.uniform(0.75, 1.15, k).astype(np.float32) * 255.0
+        noise_amp = rng.uniform(0.0, 0.06, k).astype(np.float32) * 255.0
         offsets = rng.integers(0, SIZE, (k, 2))
-        for j in range(k):  # per-image slicing of a shared tile: cheap views, no new random numbers
-            oy, ox = offsets[j]
-            grain = tile[oy : oy + SIZE, ox : ox + SIZE, None] * noise_amp[j]
-            out[start + j] = np.clip((img[j] * brightness[j] + grain) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        # Per-image slices of a shared tile: cheap views, far fewer random numbers than fresh noise.
+        grain = np.stack([tile[y : y + SIZE, x : x + SIZE] for y, x in offsets])
+        grain *= noise_amp[:, None, None]
+        grain += 0.5  # round to nearest below
+        img *= brightness[:, None, None, None]
+        img += grain[:, None]
+        np.clip(img, 0, 255, out=img)
+        np.copyto(out[start : start + k], img.transpose(0, 2, 3, 1), casting="unsafe")
     return out
 
 

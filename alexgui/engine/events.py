@@ -71,6 +71,8 @@ class StepDone(Event):
     top5_err: float
     lr: float
     images_per_s: float  # this step's images over its wall time, data loading included
+    tower_ms: list[float] | None = None  # two-device placement: forward ms of tower 0 and tower 1 this step
+    cross_bytes: int | None = None  # two-device placement: bytes passed between the towers this step
 
 
 @dataclass

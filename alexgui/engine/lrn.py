@@ -11,12 +11,10 @@ torch, so weights trained elsewhere with the other convention can still be match
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LrnFormula = Literal["paper", "torch"]
+from alexgui.config import LrnFormula
 
 # The paper's hyper-parameters, "determined using a validation set".
 PAPER_SIZE = 5

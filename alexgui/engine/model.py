@@ -5,7 +5,8 @@ which one they hold:
 
     forward(x)            logits; x is (B, 3, 224, 224) float
     forward_features(x)   fc7 after its activation, (B, 4096): the paper's retrieval vector (Figure 4)
-    forward_head(f)       fc8 on such features (no dropout here, so features -> logits is deterministic)
+    forward_head(f)       fc8 on such features (no dropout here, so features -> logits is deterministic;
+                          the paper model's forward drops out fc7 in training, between the two)
     layer_names()         names accepted by activations(), in forward order
     activations(x, names) {name: tensor} for the requested layers
     kernels(layer)        conv weights (out, in, kh, kw); paper: tower 0's kernels first
@@ -21,16 +22,11 @@ along the channel/unit axis, tower 0 first.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-from alexgui.config import ModelConfig
-from alexgui.engine.lrn import LocalResponseNorm, LrnFormula
-
-Activation = Literal["relu", "tanh"]
-Pooling = Literal["overlapping", "non-overlapping"]
+from alexgui.config import Activation, LrnFormula, ModelConfig, Pooling
+from alexgui.engine.lrn import LocalResponseNorm
 
 # The paper says 224x224 input and 55x55 after conv1 (11x11, stride 4), which only works out for 227.
 # We keep 224 and pad conv1 by 2, as torchvision does: (224 + 2*2 - 11) // 4 + 1 = 55.
@@ -225,7 +221,7 @@ class PaperAlexNet(AlexNetBase):
             self.towers = nn.ModuleList(
                 [Tower(activation, lrn, lrn_formula, pooling, dropout) for _ in range(2)]
             )
-            self.fc8 = nn.Linear(2 * 2048, num_classes)  # both towers' fc7
+            self.fc8 = nn.Linear(FEATURE_DIM, num_classes)  # both towers' fc7 (2 x 2048)
         self.drop = nn.Dropout(dropout)  # on fc7's output before fc8
         self.to_empty(device=device)
         self.reset_parameters()
@@ -359,7 +355,7 @@ class TorchvisionAlexNet(AlexNetBase):
             nn.Dropout(p=dropout),
             nn.Linear(4096, 4096),
             nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),
+            nn.Linear(FEATURE_DIM, num_classes),
         )
 
     def forward_features(self, x: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Inference: a Predictor turns decoded 256x256 images into class probabilities and fc7 features.
 
-Every backend (torch here; ONNX Runtime in alexgui.engine.onnx_runtime) takes the same uint8
+Every backend (torch here; ONNX Runtime in alexgui.engine.onnx_predict) takes the same uint8
 (B, 256, 256, 3) batches that load_256 produces and runs the same Preprocess the model was trained
 with, so a model gives the same answer in the GUI, on the command line and after export.
 
@@ -42,7 +42,7 @@ IMAGE_SUFFIXES = frozenset(
 
 # Backends outside this module, imported only when a file of that kind is opened. Each is
 # "module:function" with function(path: Path, device: str) -> Predictor.
-BACKENDS: dict[str, str] = {".onnx": "alexgui.engine.onnx_runtime:load_onnx_predictor"}
+BACKENDS: dict[str, str] = {".onnx": "alexgui.engine.onnx_predict:load_onnx_predictor"}  # ONNX backend: onnx_predict.py
 
 Progress = Callable[[int, int], None]
 
@@ -206,6 +206,8 @@ class TorchPredictor(Predictor):
 
     @torch.inference_mode()
     def predict_u8(self, u8: np.ndarray | torch.Tensor, ten_crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(u8, np.ndarray) and not u8.flags.writeable:
+            u8 = u8.copy()  # torch warns on (and may not share) read-only numpy memory
         batch = torch.as_tensor(u8).to(self.device)
         if batch.ndim == 3:
             batch = batch.unsqueeze(0)

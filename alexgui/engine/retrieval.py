@@ -332,7 +332,6 @@ def _is_plain_name(name: str) -> bool:
 def query_features(predictor: Predictor, paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, list[str | None]]:
     """fc7 features of query images: (Q, D) float32 (zero rows for unreadable files) and, per file,
     None or the reason it could not be read."""
-    feats = np.zeros((len(paths), 0), np.float32)
     errors: list[str | None] = []
     rows: list[np.ndarray | None] = []
     for path in paths:
@@ -342,7 +341,7 @@ def query_features(predictor: Predictor, paths: Sequence[str | os.PathLike[str]]
             errors.append(None)
         except ImageError as e:
             rows.append(None)
-            errors.append(str(e))
+            errors.append(e.reason)
     dim = next((r.shape[0] for r in rows if r is not None), 0)
     feats = np.zeros((len(paths), dim), np.float32)
     for i, r in enumerate(rows):

@@ -39,7 +39,7 @@ PREFLIGHT_NAME = "preflight.json"
 
 # fsync is a disk round trip: do it in batches for step lines, at once for the lines that matter
 # after a crash (a checkpoint exists, the run ended).
-FSYNC_EVERY_LINES = 200
+FSYNC_EVERY_LINES = 1000
 FSYNC_EVERY_SECONDS = 2.0
 _SYNC_NOW = frozenset({"run_started", "epoch", "checkpoint", "finished", "stopped", "failed"})
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -52,6 +52,9 @@ class RunDirError(Exception):
     def __init__(self, message: str, path: str | os.PathLike[str]) -> None:
         super().__init__(message)
         self.path = str(path)
+
+    def __reduce__(self) -> tuple[type[RunDirError], tuple[str, str]]:
+        return (type(self), (str(self), self.path))
 
 
 class RunDir:
@@ -217,7 +220,8 @@ class RunDir:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
             fd = os.open(self.metrics_path, flags, 0o666)
         except OSError as e:
-            raise RunDirError(f"{self.metrics_path}: cannot open for writing ({e.strerror or e})", self.metrics_path) from None
+            problem = f"cannot open for writing ({e.strerror or e})"
+            raise RunDirError(f"{self.metrics_path}: {problem}", self.metrics_path) from None
         if new_file:
             fsync_dir(self.path)
         # A raw descriptor (not a Python file object) closes silently when the RunDir is dropped.
@@ -256,8 +260,10 @@ def find_run_dirs(root: str | os.PathLike[str], max_depth: int = 4) -> list[Path
 
 
 def encode_event(event: Event) -> bytes:
-    """One metrics.jsonl line, newline included."""
-    d = event.to_dict()
+    """One metrics.jsonl line, newline included: the JSON of event.to_dict()."""
+    # The same dict as event.to_dict() without dataclasses.asdict's deep copy, which is most of the
+    # cost of a step line; json.dumps copies nothing anyway.
+    d = {"type": event.type, **{name: getattr(event, name) for name in _field_names(type(event))}}
     try:
         text = json.dumps(d, allow_nan=False, ensure_ascii=False)
     except ValueError:  # a NaN or infinity somewhere: rare, so only then walk the values
@@ -266,14 +272,25 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(d: dict[str, Any]) -> Event:
-    """Rebuild an event from a parsed line, restoring "nan"/"inf"/"-inf" in float fields."""
+    """Rebuild an event from a parsed line, restoring "nan"/"inf"/"-inf" in float fields.
+
+    Only fields typed float (or list of float) are decoded, so a string such as a class named
+    "nan" stays a string.
+    """
     cls = _event_class(d)
     if cls is not None:
-        for name in _float_fields(cls):
+        scalars, lists = _float_fields(cls)
+        for name in scalars:
+            d[name] = _decode_float(d.get(name))
+        for name in lists:
             value = d.get(name)
-            if isinstance(value, str) and value in _NONFINITE:
-                d[name] = _NONFINITE[value]
+            if isinstance(value, list):
+                d[name] = [_decode_float(v) for v in value]
     return event_from_dict(d)
+
+
+def _decode_float(value: Any) -> Any:
+    return _NONFINITE[value] if isinstance(value, str) and value in _NONFINITE else value
 
 
 def read_events(path: str | os.PathLike[str]) -> tuple[list[Event], list[str]]:
@@ -468,12 +485,20 @@ def _event_class(d: dict[str, Any]) -> type[Event] | None:
 
 
 @cache
-def _float_fields(cls: type[Event]) -> tuple[str, ...]:
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+@cache
+def _float_fields(cls: type[Event]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Names of the fields typed float (optional or not) and of those typed list[float]."""
     hints = typing.get_type_hints(cls)
-    names = []
+    scalars, lists = [], []
     for f in fields(cls):
         hint = hints.get(f.name)
-        is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        if hint is float or (is_union and float in typing.get_args(hint)):
-            names.append(f.name)
-    return tuple(names)
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if float in options:
+            scalars.append(f.name)
+        elif any(typing.get_origin(o) is list and typing.get_args(o) == (float,) for o in options):
+            lists.append(f.name)
+    return tuple(scalars), tuple(lists)

@@ -80,13 +80,16 @@ class DataStats:
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, Tensor], n_images: int = 0, n_pixels: int = 0) -> DataStats:
-        """Rebuild from a checkpoint's tensors; raises ValueError naming a missing or malformed key."""
-        missing = [k for k in TENSOR_KEYS if k not in tensors]
+        """Rebuild from a checkpoint's tensors, named as in TENSOR_KEYS or without the "stats." prefix.
+
+        Raises ValueError naming a missing or malformed tensor.
+        """
+        missing = [k for k in TENSOR_KEYS if find_stat_tensor(tensors, k) is None]
         if missing:
             raise ValueError(f"statistics tensors missing: {', '.join(missing)}")
         arrays = {}
         for key in TENSOR_KEYS:
-            t = tensors[key]
+            t = find_stat_tensor(tensors, key)
             if not isinstance(t, Tensor) or not t.is_floating_point():
                 raise ValueError(f"{key}: expected a floating-point tensor")
             arrays[key] = t.detach().to("cpu", torch.float32).numpy()
@@ -100,6 +103,13 @@ class DataStats:
             )
         except ValueError as e:
             raise ValueError(f"statistics tensors: {e}") from None
+
+
+def find_stat_tensor(tensors: dict[str, Tensor], key: str) -> Tensor | None:
+    """tensors[key] ("stats.mean_image"), or the same name without its "stats." prefix, or None."""
+    if key in tensors:
+        return tensors[key]
+    return tensors.get(key.removeprefix("stats."))
 
 
 def compute_stats(

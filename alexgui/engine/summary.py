@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from alexgui.engine.model import AlexNetBase
+from alexgui.engine.model import INPUT_SIZE, AlexNetBase
 
 
 class SummaryRow(NamedTuple):
@@ -21,7 +21,7 @@ class SummaryRow(NamedTuple):
     params: int  # learned parameters of this layer (both towers together)
 
 
-def summary_rows(model: AlexNetBase, input_size: int = 224) -> list[SummaryRow]:
+def summary_rows(model: AlexNetBase, input_size: int = INPUT_SIZE) -> list[SummaryRow]:
     """One row for the input and one per layer in model.layer_names(), in forward order."""
     first = next(model.parameters())
     x = torch.zeros(1, 3, input_size, input_size, device=first.device, dtype=first.dtype)

@@ -28,6 +28,18 @@ from alexgui.config import RunConfig
 from alexgui.engine.atomic import atomic_write_text
 from alexgui.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint, split_prefix
 from alexgui.engine.dataset import Cancelled, DatasetError, ImageSet, PreparedData, prepare_dataset
+from alexgui.engine.distributed import (
+    SINGLE_PROCESS,
+    DistContext,
+    all_reduce_sums,
+    barrier,
+    rank_device_spec,
+    rank_order,
+    reduce_means,
+    shard_image_set,
+    steps_per_epoch as epoch_steps,
+    wrap_model,
+)
 from alexgui.engine.events import (
     CheckpointSaved,
     EpochDone,
@@ -44,6 +56,7 @@ from alexgui.engine.events import (
     Stopped,
 )
 from alexgui.engine.model import AlexNetBase, build_model
+from alexgui.engine.placement import PlacementError, describe_devices, parse_devices, place_model, take_tower_stats
 from alexgui.engine.rundir import RunDir
 from alexgui.engine.schedule import PlateauSchedule
 from alexgui.engine.stats import DataStats, StatsStopped, compute_stats
@@ -122,10 +135,19 @@ def evaluate(
     return loss_sum / total, 1.0 - top1_hits / total, 1.0 - top5_hits / total
 
 
-def train(cfg: RunConfig, run: RunDir, control: TrainControl | None = None, resume: bool = False) -> Iterator[Event]:
-    """Train per `cfg`, writing to `run`; yields events until Finished, Stopped or Failed."""
+def train(
+    cfg: RunConfig,
+    run: RunDir,
+    control: TrainControl | None = None,
+    resume: bool = False,
+    dist: DistContext | None = None,
+) -> Iterator[Event]:
+    """Train per `cfg`, writing to `run`; yields events until Finished, Stopped or Failed.
+
+    `dist` places this process in a data-parallel run (see engine/distributed.py); None: one process.
+    """
     control = control or TrainControl()
-    trainer = _Trainer(cfg, run, control)
+    trainer = _Trainer(cfg, run, control, dist or SINGLE_PROCESS)
     try:
         yield from trainer.run(resume)
     except (Cancelled, StatsStopped):
@@ -146,8 +168,9 @@ def train(cfg: RunConfig, run: RunDir, control: TrainControl | None = None, resu
 
 
 class _Trainer:
-    def __init__(self, cfg: RunConfig, run: RunDir, control: TrainControl) -> None:
+    def __init__(self, cfg: RunConfig, run: RunDir, control: TrainControl, dist: DistContext = SINGLE_PROCESS) -> None:
         self.cfg = cfg
+        self.dist = dist
         self.run_dir = run
         self.control = control
         self.step = 0
@@ -165,8 +188,11 @@ class _Trainer:
 
     def run(self, resume: bool) -> Generator[Event, None, None]:
         cfg = self.cfg
-        device = _device(cfg.train.device)
+        self.devices = _devices(rank_device_spec(cfg.train.device, self.dist.local_rank))
+        device = self.devices[0]  # inputs, fc8 and the loss live on the first device
         self.device = device
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN time its algorithms once
         checkpoint = self._resume_checkpoint() if resume else None
         if checkpoint is not None:
             # The weights fix the network; schedule and stopping settings (epochs, max steps, device,
@@ -175,11 +201,10 @@ class _Trainer:
             cfg.model = saved.model
             cfg.data.crop = saved.data.crop
             self._restore_counters(checkpoint.meta)
-        atomic_write_text(self.run_dir.config_path, cfg.to_toml())
+        if self.dist.is_main:
+            atomic_write_text(self.run_dir.config_path, cfg.to_toml())
 
-        data: PreparedData = yield from _reporting(
-            prepare_dataset, self.step, self.epoch, cfg.data, cache_dir(), stop=self.control.stop
-        )
+        data: PreparedData = yield from self._prepare_data()
         self._write_preflight(data)
         yield self.emit(
             PreflightReport(
@@ -213,10 +238,10 @@ class _Trainer:
         model = build_model(cfg.model)
         if checkpoint is not None:
             model.load_state_dict(split_prefix(checkpoint.tensors, "model."))
-        model.to(device)
-        if cfg.train.channels_last and device.type == "cuda":
-            model.to(memory_format=torch.channels_last)
+        model = self._place(model)
         self.model = model
+        # What a training step calls: DistributedDataParallel around the model when distributed.
+        self.step_model = wrap_model(model, self.dist, self.devices)
         schedule = (
             PlateauSchedule.from_state(checkpoint.meta["schedule"])
             if checkpoint is not None
@@ -234,12 +259,16 @@ class _Trainer:
         if checkpoint is not None:
             self._restore_momentum(checkpoint)
 
-        steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
+        steps_per_epoch = epoch_steps(len(data.train), cfg.train.batch_size, self.dist.world_size)
+        if steps_per_epoch == 0:
+            raise TrainingError(
+                f"{len(data.train)} training image(s) cannot be shared by {self.dist.world_size} processes"
+            )
         yield self.emit(
             RunStarted(
                 self.step,
                 self.epoch,
-                device=str(device),
+                device=self._device_label(),
                 arch=cfg.model.arch,
                 num_classes=len(data.class_names),
                 class_names=list(data.class_names),
@@ -263,6 +292,12 @@ class _Trainer:
         return checkpoint
 
     def _restore_counters(self, meta: dict[str, Any]) -> None:
+        saved_world = int(meta.get("world_size", 1))
+        if saved_world != self.dist.world_size and int(meta["batch"]) != 0:
+            raise TrainingError(
+                f"{self.run_dir.last_checkpoint}: saved mid-epoch by {saved_world} process(es); resume it with "
+                f"{saved_world} (this run has {self.dist.world_size}), or from a checkpoint saved at an epoch end"
+            )
         self.step = int(meta["step"])
         self.epoch = int(meta["epoch"])
         self.batch = int(meta["batch"])
@@ -284,6 +319,67 @@ class _Trainer:
             "skipped": [{"path": s.path, "reason": s.reason} for s in data.skipped],
         })
 
+    # -- placement and data parallelism -----------------------------------------------------
+
+    def _prepare_data(self) -> Generator[Event, None, PreparedData]:
+        # Rank 0 fills the decoded-image cache (and makes the demo set) before the others open it.
+        if not self.dist.is_main:
+            barrier(self.dist)
+        data: PreparedData = yield from _reporting(
+            prepare_dataset, self.step, self.epoch, self.cfg.data, cache_dir(), stop=self.control.stop
+        )
+        if self.dist.is_main:
+            barrier(self.dist)
+        return data
+
+    def _place(self, model: AlexNetBase) -> AlexNetBase:
+        """Onto the device(s), in the memory format and compiled as the config asks."""
+        try:
+            model = place_model(model, self.devices)
+        except PlacementError as e:
+            raise TrainingError(str(e)) from None
+        if self.cfg.train.channels_last and self.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        if self.cfg.train.compile:
+            model.compile()  # in place: parameter names (and so checkpoints) stay the same
+        return model
+
+    def _device_label(self) -> str:
+        label = describe_devices(self.devices)
+        if self.dist.active:
+            label += f" (rank 0 of {self.dist.world_size} processes)"
+        return label
+
+    def _global_metrics(self, loss: float, top1: float, top5: float, n: int) -> tuple[float, float, float, int]:
+        """This step's loss and accuracies over the global batch (all ranks), and its size."""
+        loss_sum, top1_sum, top5_sum, total = all_reduce_sums(self.dist, [loss * n, top1 * n, top5 * n, n])
+        return loss_sum / total, top1_sum / total, top5_sum / total, int(total)
+
+    def _stop_requested(self) -> bool:
+        stop = self.control.stop.is_set()
+        if self.dist.active:  # all ranks stop at the same step, or the others wait forever in a collective
+            stop = all_reduce_sums(self.dist, [float(stop)])[0] > 0
+        return stop
+
+    def _validate(self, images: ImageSet) -> tuple[float, float, float]:
+        """Validation loss and errors; split across the ranks and reduced when distributed."""
+        cfg = self.cfg
+        mine = shard_image_set(images, self.dist.rank, self.dist.world_size) if self.dist.active else images
+        result = evaluate(
+            self.model,
+            self.preprocess,
+            mine,
+            cfg.train.batch_size,
+            self.device,
+            ten_crop=cfg.data.ten_crop_eval,
+            channels_last=cfg.train.channels_last and self.device.type == "cuda",
+            bf16=cfg.train.bf16,
+        )
+        if not self.dist.active:
+            return result
+        loss, top1_err, top5_err = reduce_means(self.dist, result, len(mine))
+        return loss, top1_err, top5_err
+
     # -- the loop ---------------------------------------------------------------------------
 
     def _loop(self, data: PreparedData, steps_per_epoch: int) -> Generator[Event, None, None]:
@@ -299,9 +395,9 @@ class _Trainer:
         while self.epoch < cfg.train.epochs:
             epoch_start = time.monotonic()
             order = np.random.default_rng([cfg.train.seed, self.epoch]).permutation(len(data.train))
-            batches = data.train.batches(
-                order[self.batch * cfg.train.batch_size :], cfg.train.batch_size, cfg.data.workers, pin_memory=pin
-            )
+            start = self.batch * cfg.train.batch_size * self.dist.world_size  # global batches are full
+            mine = rank_order(order, start, cfg.train.batch_size, self.dist.rank, self.dist.world_size)
+            batches = data.train.batches(mine, cfg.train.batch_size, cfg.data.workers, pin_memory=pin)
             model.train()
             step_start = time.monotonic()
             for u8, labels in batches:
@@ -311,7 +407,7 @@ class _Trainer:
                         time.sleep(0.05)
                     yield self.emit(Resumed(self.step, self.epoch))
                     step_start = time.monotonic()
-                if control.stop.is_set():
+                if self._stop_requested():
                     path = self._save("last")
                     yield self.emit(CheckpointSaved(self.step, self.epoch, path=path, kind="last"))
                     yield self.emit(Stopped(self.step, self.epoch, checkpoint=path))
@@ -322,9 +418,12 @@ class _Trainer:
                     yield self.emit(CheckpointSaved(self.step, self.epoch, path=path, kind="manual"))
 
                 loss, top1, top5 = self._train_step(u8, labels)
+                tower_ms, cross_bytes = take_tower_stats(self.model)
                 self.step += 1
                 self.batch += 1
                 n = labels.shape[0]
+                if self.dist.active:  # the global batch's figures, the same on every rank
+                    loss, top1, top5, n = self._global_metrics(loss, top1, top5, n)
                 self._accumulate(loss, top1, top5, n)
                 now = time.monotonic()
                 images_per_s = n / max(now - step_start, 1e-9)
@@ -346,6 +445,8 @@ class _Trainer:
                             top5_err=1.0 - top5,
                             lr=schedule.lr,
                             images_per_s=images_per_s,
+                            tower_ms=tower_ms,
+                            cross_bytes=cross_bytes,
                         )
                     )
                 if control.on_kernels is not None and now - last_snapshot_time >= control.snapshot_seconds:
@@ -371,7 +472,7 @@ class _Trainer:
     def _train_step(self, u8: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
         cfg, device = self.cfg, self.device
         # One seed per global step drives the crops, flips, colour noise and dropout of this step.
-        step_seed = cfg.train.seed * 1_000_003 + self.step
+        step_seed = (cfg.train.seed * 1_000_003 + self.step) * self.dist.world_size + self.dist.rank  # rank 0 of 1: as before
         generator = torch.Generator().manual_seed(step_seed)
         torch.manual_seed(step_seed)
         u8 = u8.to(device, non_blocking=True)
@@ -385,7 +486,7 @@ class _Trainer:
         )
         x = _memory_format(x, cfg.train.channels_last and device.type == "cuda")
         with _autocast(device, cfg.train.bf16):
-            logits = self.model(x)
+            logits = self.step_model(x)
             loss = F.cross_entropy(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -405,16 +506,7 @@ class _Trainer:
         cfg = self.cfg
         s = self.epoch_sums
         n = max(s["n"], 1)
-        val_loss, val_top1, val_top5 = evaluate(
-            self.model,
-            self.preprocess,
-            data.val,
-            cfg.train.batch_size,
-            self.device,
-            ten_crop=cfg.data.ten_crop_eval,
-            channels_last=cfg.train.channels_last and self.device.type == "cuda",
-            bf16=cfg.train.bf16,
-        )
+        val_loss, val_top1, val_top5 = self._validate(data.val)
         lr = self.schedule.lr
         improved = val_top1 < self.schedule.best - 1e-9
         yield self.emit(
@@ -459,7 +551,8 @@ class _Trainer:
 
     def _save(self, kind: str) -> str:
         path = self.run_dir.best_checkpoint if kind == "best" else self.run_dir.last_checkpoint
-        save_checkpoint(path, self._checkpoint_tensors(), self._checkpoint_meta())
+        if self.dist.is_main:  # every rank holds the same weights; one writes them
+            save_checkpoint(path, self._checkpoint_tensors(), self._checkpoint_meta())
         if kind != "best":
             self.last_saved = str(path)
         return str(path)
@@ -486,6 +579,7 @@ class _Trainer:
             "batch": self.batch,
             "step": self.step,
             "epoch_sums": self.epoch_sums,
+            "world_size": self.dist.world_size,
             "schedule": self.schedule.state(),
             "rng": {"seed": cfg.train.seed, "step": self.step, "scheme": "order from (seed, epoch); draws from (seed, step)"},
             "saved_at": time.time(),
@@ -545,20 +639,12 @@ def _reporting(
     return outcome["value"]
 
 
-def _device(name: str) -> torch.device:
+def _devices(spec: str) -> list[torch.device]:
+    """One device, or two (the paper's towers, one on each); TrainingError for what cannot be used."""
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise TrainingError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError(f"device {name!r} asked for, but this machine has no usable CUDA GPU; use --device cpu")
-        index = device.index or 0
-        if index >= torch.cuda.device_count():
-            raise TrainingError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
-    elif device.type != "cpu":
-        raise TrainingError(f"unsupported device {name!r}: use cpu, cuda or cuda:N")
-    return device
+        return parse_devices(spec)
+    except PlacementError as e:
+        raise TrainingError(str(e)) from None
 
 
 def _autocast(device: torch.device, bf16: bool) -> Any:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from alexgui.engine.stats import DataStats
+from alexgui.engine.stats import DataStats, find_stat_tensor
 
 Mode = Literal["mean_image", "mean_std"]
 MODES: tuple[str, ...] = ("mean_image", "mean_std")
@@ -204,9 +204,10 @@ class Preprocess(nn.Module):
         if source == "dataset":
             pre = cls.imagenet_mean_std(crop, resize=resize, mean=tuple(mean), std=tuple(std))  # type: ignore[arg-type]
             for key, buffer in (("stats.pca_eigvals", pre.pca_eigvals), ("stats.pca_eigvecs", pre.pca_eigvecs)):
-                if key not in tensors:
+                found = find_stat_tensor(tensors, key)
+                if found is None:
                     raise ValueError(f"preprocessing description: PCA from the dataset but tensor {key} is missing")
-                value = tensors[key].detach().to("cpu", torch.float32)
+                value = found.detach().to("cpu", torch.float32)
                 if value.shape != buffer.shape:
                     raise ValueError(f"{key}: expected shape {tuple(buffer.shape)}, got {tuple(value.shape)}")
                 buffer.copy_(value)
@@ -217,6 +218,29 @@ class Preprocess(nn.Module):
         return cls.imagenet_mean_std(crop, resize=resize, mean=tuple(mean), std=tuple(std))  # type: ignore[arg-type]
 
     # ---- the batches --------------------------------------------------------------------------
+
+    @overload
+    def train_batch(
+        self,
+        u8: Tensor,
+        generator: torch.Generator,
+        random_crop: bool = ...,
+        flip: bool = ...,
+        pca_noise: float = ...,
+        return_params: Literal[False] = ...,
+    ) -> Tensor: ...
+
+    @overload
+    def train_batch(
+        self,
+        u8: Tensor,
+        generator: torch.Generator,
+        random_crop: bool = ...,
+        flip: bool = ...,
+        pca_noise: float = ...,
+        *,
+        return_params: Literal[True],
+    ) -> tuple[Tensor, AugmentParams]: ...
 
     def train_batch(
         self,

@@ -165,7 +165,7 @@ class MainWindow(QMainWindow):
         self.act_open_model = a("Open checkpoint or ONNX &model…", "openModel", self.choose_model, "Ctrl+M", "model",
                                 "Load a trained model to explore and classify with")
         self.act_export = a("&Export…", "export", self._on_export, "Ctrl+E", "export", "Export the model (ONNX, weights)")
-        self.act_quit = a("&Quit", "quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_quit = a("&Quit", "quit", self.close, "Ctrl+Q")
         self.act_start = a("Start", "start", self.start_training, "F5", "start", "Start training with these settings")
         self.act_pause = a("Pause", "pause", self.toggle_pause, "F6", "pause", "Pause or resume training")
         self.act_stop = a("Stop", "stop", self.stop_training, "Shift+F5", "stop", "Stop training; a checkpoint is written first")

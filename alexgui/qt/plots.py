@@ -26,6 +26,18 @@ GRID_ALPHA = 0.12
 RUN_COLORS = ("#4e9de6", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac")
 
 
+class LogAxis(pg.AxisItem):
+    """A log axis labelled with plain numbers (0.01, 0.005, 0.001) at 1-2-5 steps, not 10^x with a scale factor."""
+
+    def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        out = []
+        for v in values:
+            x = 10 ** float(v) * scale
+            mantissa = x / 10 ** np.floor(np.log10(x)) if x > 0 else 0
+            out.append(f"{x:g}" if any(abs(mantissa - m) < 1e-6 for m in (1, 2, 5)) else "")
+        return out
+
+
 def run_color(index: int) -> QColor:
     return QColor(RUN_COLORS[index % len(RUN_COLORS)])
 
@@ -71,20 +83,22 @@ class MetricPlots(QWidget):
 
         self.loss_plot = self._add_plot(0, 0, "Training loss", "cross-entropy")
         self.error_plot = self._add_plot(0, 1, "Error: train (running) and validation (per epoch)", "error (%)")
-        self.lr_plot = self._add_plot(1, 0, "Learning rate", "learning rate (log scale)")
+        self.lr_plot = self._add_plot(1, 0, "Learning rate", "learning rate (log scale)", LogAxis("left"))
         self.speed_plot = self._add_plot(1, 1, "Throughput", "images / s")
+        for plot in (self.loss_plot, self.error_plot):  # the bottom row names the shared step axis
+            plot.setLabel("bottom", None)
         self.lr_plot.setLogMode(y=True)
         self.error_plot.setLimits(yMin=-2, yMax=102)
         self.speed_plot.setLimits(yMin=0)
         for plot in (self.error_plot, self.lr_plot, self.speed_plot):
             plot.setXLink(self.loss_plot)
-        self.loss_legend = self._legend(self.loss_plot)
-        self.error_legend = self._legend(self.error_plot)
+        self.loss_legend = self._legend(self.loss_plot, (-8, 8))  # loss falls: the top right is free
+        self.error_legend = self._legend(self.error_plot, (8, -8))  # error starts high: the bottom left is free
 
     # -- construction -----------------------------------------------------------------------
 
-    def _add_plot(self, row: int, col: int, title: str, y_label: str) -> pg.PlotItem:
-        plot: pg.PlotItem = self.view.addPlot(row=row, col=col)
+    def _add_plot(self, row: int, col: int, title: str, y_label: str, left: pg.AxisItem | None = None) -> pg.PlotItem:
+        plot: pg.PlotItem = self.view.addPlot(row=row, col=col, axisItems={"left": left} if left else None)
         plot.setTitle(title, color=FOREGROUND, size="10.5pt")
         plot.setLabel("left", y_label, color=MUTED)
         plot.setLabel("bottom", "optimizer step", color=MUTED)
@@ -99,12 +113,13 @@ class MetricPlots(QWidget):
             axis.setPen(pg.mkPen("#3d444d"))
             axis.setTextPen(pg.mkPen(MUTED))
             axis.setStyle(tickFont=font, tickTextOffset=4)
+            axis.enableAutoSIPrefix(False)  # "images / s" must not turn into "x1000 images / s"
         plot.getAxis("left").setWidth(58)
         return plot
 
     @staticmethod
-    def _legend(plot: pg.PlotItem) -> pg.LegendItem:
-        legend = plot.addLegend(offset=(-8, 8), labelTextColor=FOREGROUND, labelTextSize="8.5pt")
+    def _legend(plot: pg.PlotItem, offset: tuple[int, int]) -> pg.LegendItem:
+        legend = plot.addLegend(offset=offset, labelTextColor=FOREGROUND, labelTextSize="8.5pt")
         legend.setBrush(pg.mkBrush(_faded(QColor(PANEL), 215)))
         legend.setPen(pg.mkPen("#3d444d"))
         return legend

@@ -92,7 +92,7 @@ class _Ema:
         return self._value / self._weight if self._weight else math.nan
 
 
-STEP_COLUMNS = ("step", "loss", "loss_smooth", "top1", "top5", "top1_smooth", "top5_smooth", "lr", "ips", "ips_smooth")
+STEP_COLUMNS = ("step", "time", "loss", "loss_smooth", "top1", "top5", "top1_smooth", "top5_smooth", "lr", "ips", "ips_smooth")
 EPOCH_COLUMNS = ("step", "epoch", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
 
 
@@ -173,6 +173,7 @@ class RunHistory:
     def _add_step(self, ev: StepDone) -> None:
         s = self.steps
         s["step"].append(ev.step)
+        s["time"].append(ev.time)
         s["loss"].append(ev.loss)
         s["loss_smooth"].append(self._ema["loss"].update(ev.loss))
         s["top1"].append(100 * ev.top1_err)
@@ -230,6 +231,10 @@ class RunHistory:
 
     def column(self, name: str) -> np.ndarray:
         return self.steps[name].values
+
+    def step_times(self) -> list[float]:
+        """Wall-clock time (time.time()) of each step."""
+        return [float(t) for t in self.steps["time"].values]
 
     def epoch_column(self, name: str) -> np.ndarray:
         return self.epochs[name].values
@@ -534,8 +539,6 @@ class RunWatcher(QObject):
         """The run's history so far and any problems in it; raises RunOpenError for an unusable folder."""
         from alexgui.engine.rundir import MetricsFollower, RunDir
 
-        if not self.path.is_dir():
-            raise RunOpenError(f"{self.path}: not a folder")
         try:
             run = RunDir.open(self.path)
         except Exception as e:  # noqa: BLE001 - whatever is wrong, say it and keep the app up

@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import time
 
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QFont, QFontDatabase
-from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QPlainTextEdit, QVBoxLayout, QWidget
 
 from alexgui.engine.events import (
     CheckpointSaved,
@@ -88,17 +89,18 @@ class LogPanel(QWidget):
         font: QFont = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         font.setPointSizeF(max(font.pointSizeF(), 9.0))
         self.view.setFont(font)
-        clear = QPushButton("Clear")
-        clear.setToolTip("Clear the log (the run folders keep everything)")
-        clear.clicked.connect(self.view.clear)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(clear)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._context_menu)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 6)
-        layout.setSpacing(4)
         layout.addWidget(self.view, 1)
-        layout.addLayout(buttons)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        menu = self.view.createStandardContextMenu()
+        menu.addSeparator()
+        menu.addAction("Clear log", self.view.clear)  # the run folders keep everything
+        menu.exec(self.view.mapToGlobal(pos))
+        menu.deleteLater()
 
     def add_events(self, events: list[Event], run_name: str = "") -> None:
         for ev in events:

@@ -1,0 +1,85 @@
+"""`alexgui classify`: the top-k classes of image files, as text or JSON.
+
+    alexgui classify --model MODEL IMAGE_OR_DIR... [--top K] [--ten-crop] [--json]
+
+MODEL is a checkpoint (.safetensors), a run folder, an ONNX file, a torchvision .pth, or
+`torchvision` (ImageNet AlexNet from the model zoo; --download fetches it when missing). Every
+image is reported, readable or not; the exit status is 0 when all were classified, 1 when any
+failed, 2 when the model could not be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="classify image files with a model (top-k classes)")
+    p.add_argument("--model", required=True, help="checkpoint, run folder, ONNX file, .pth, or 'torchvision'")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="classes to report per image (default 5)")
+    p.add_argument("--ten-crop", action="store_true", help="average over the paper's 10 test crops")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--download", action="store_true", help="download torchvision's weights when missing")
+
+
+def stderr_progress(label: str, scale: float = 1.0, unit: str = "") -> Callable[[int, int], None]:
+    """A (done, total) callback drawing one line on stderr, at most a few times a second."""
+    last = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.25 and done < total:
+            return
+        last[0] = now
+        of = f" / {total / scale:.0f}" if total else ""
+        end = "\n" if total and done >= total else ""
+        print(f"\r{label}: {done / scale:.0f}{of} {unit}".rstrip() + end, end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexgui.engine.predict import PredictorError, classify_files, expand_inputs, load_predictor
+
+    if args.top < 1:
+        print("alexgui classify: --top must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        predictor = load_predictor(args.model, device=args.device, allow_download=args.download,
+                                   progress=stderr_progress("download", scale=1e6, unit="MB") if args.download else None)
+    except PredictorError as e:
+        print(f"alexgui classify: {e}", file=sys.stderr)
+        return 2
+    paths = expand_inputs(args.images)
+    if not paths:
+        print("alexgui classify: no image files found in the given folders", file=sys.stderr)
+        return 1
+    results = []
+    failed = 0
+    for result in classify_files(predictor, paths, top_k=args.top, ten_crop=args.ten_crop):
+        failed += result.error is not None
+        if args.json:
+            results.append(result.to_json())
+            continue
+        if result.error is not None:
+            print(f"{result.path}: ERROR {result.error}", flush=True)
+            continue
+        truth = ""
+        if result.true_index is not None:
+            truth = f"  (true: {predictor.class_names[result.true_index]})"
+        print(f"{result.path}  [{result.ms:.0f} ms]{truth}")
+        for t in result.top:
+            print(f"  {t.prob * 100:6.2f}%  {t.label}  [{t.index}]")
+        sys.stdout.flush()
+    if args.json:
+        json.dump(results, sys.stdout, indent=1)
+        print()
+    if failed:
+        print(f"alexgui classify: {failed} of {len(paths)} file(s) could not be classified", file=sys.stderr)
+    return 1 if failed else 0

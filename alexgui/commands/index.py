@@ -1,0 +1,47 @@
+"""`alexgui index`: build a nearest-neighbour gallery index (fc7 features) of an image folder.
+
+    alexgui index --model MODEL --images DIR --out INDEX [--dtype float16|float32]
+
+INDEX is a folder (index.json + a .npy of features); see alexgui.engine.retrieval. Unreadable
+files are skipped and listed. Exit 0 on success, 1 when nothing could be indexed, 2 on a bad model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="build a retrieval index of an image folder (fc7 features)")
+    p.add_argument("--model", required=True, help="checkpoint, run folder, ONNX file, .pth, or 'torchvision'")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of gallery images (searched recursively)")
+    p.add_argument("--out", required=True, metavar="INDEX", help="index folder to write (replaced atomically)")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16",
+                   help="storage precision of the features (default float16: half the size; searched in float32)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexgui.commands.classify import stderr_progress
+    from alexgui.engine.predict import PredictorError, load_predictor
+    from alexgui.engine.retrieval import RetrievalError, build_index, save_index
+
+    try:
+        predictor = load_predictor(args.model, device=args.device)
+    except PredictorError as e:
+        print(f"alexgui index: {e}", file=sys.stderr)
+        return 2
+    try:
+        index = build_index(predictor, args.images, progress=stderr_progress("indexing", unit="images"),
+                            batch_size=max(1, args.batch_size), dtype=args.dtype)
+        save_index(index, args.out)
+    except RetrievalError as e:
+        print(f"alexgui index: {e}", file=sys.stderr)
+        return 1
+    for item in index.skipped:
+        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    print(f"indexed {len(index)} images ({index.storage_dtype}, {index.features.shape[1]}-d) into {args.out}"
+          + (f"; {len(index.skipped)} skipped" if index.skipped else ""))
+    return 0

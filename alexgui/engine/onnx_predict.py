@@ -1,0 +1,623 @@
+"""The ONNX Runtime backend of the Predictor interface, and the metadata an exported model carries.
+
+An alexgui ONNX file takes the network's preprocessed input, float32 (batch, 3, crop, crop) RGB NCHW,
+exactly what transforms.Preprocess produces, and returns "logits" (batch, C) and "features"
+(batch, 4096, fc7 after ReLU). Preprocessing stays outside the graph on purpose: the paper's ten-crop
+test needs every corner crop and its reflection of the image *and* of the mean image, which one
+baked-in centre crop could not serve, and keeping it in Python means OnnxPredictor runs the very same
+Preprocess code as TorchPredictor. So that the file alone is enough to reproduce predictions, its
+metadata_props carry everything the preprocessing needs (see META_* below): the description
+Preprocess.describe() writes, plus the statistics tensors (the paper's 256x256 mean image) as
+base64-encoded little-endian float32 in "alexgui.stats", and the model's doc_string spells the
+recipe out in words.
+
+Provider choice: TensorRT, then CUDA, then CPU ("auto"), each attempt checked with
+session.get_providers() because onnxruntime-gpu silently runs on the CPU when the CUDA libraries or
+the GPU are missing. Loading a file never runs code from it: no custom-op library is registered, so
+a graph that needs one is refused by ONNX Runtime with a message naming the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from alexgui.engine.predict import Predictor, PredictorError
+from alexgui.engine.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+if TYPE_CHECKING:
+    from alexgui.engine.predict import TorchPredictor
+
+# ---- the file format ---------------------------------------------------------------------------
+
+FORMAT_VERSION = "1"
+INPUT_NAME = "input"
+LOGITS_NAME = "logits"
+FEATURES_NAME = "features"
+FEATURE_DIM = 4096
+
+META_FORMAT = "alexgui.format"  # FORMAT_VERSION; its presence marks an alexgui export
+META_VERSION = "alexgui.alexgui_version"
+META_ARCH = "alexgui.arch"  # "paper" | "torchvision"
+META_CLASS_NAMES = "alexgui.class_names"  # JSON list of str, index = logit index
+META_WNIDS = "alexgui.wnids"  # JSON list of ImageNet WordNet ids, when known
+META_PREPROCESSING = "alexgui.preprocessing"  # JSON: Preprocess.describe()
+META_STATS = "alexgui.stats"  # JSON {"stats.mean_image": encoded array, ...} (see encode_array)
+META_DECODE = "alexgui.decode"  # how a file becomes the 256x256 image (imageio.load_256), in words
+META_INPUT = "alexgui.input"  # JSON {"name", "shape", "dtype", "layout", "channel_order"}
+META_OUTPUTS = "alexgui.outputs"  # JSON {name: description}
+META_FINGERPRINT = "alexgui.weights_fingerprint"  # checkpoint.weights_fingerprint of the source weights
+META_SOURCE = "alexgui.source"  # the model the file was exported from, for display
+META_PRECISION = "alexgui.precision"  # "float32" | "float16" (weights and arithmetic; I/O is float32)
+
+DECODE_DESCRIPTION = (
+    "decode to RGB (EXIF orientation applied, transparency composited onto grey (128, 128, 128)), "
+    "take the central square of the image and resize it to resize x resize with Lanczos (PIL), "
+    "i.e. short side to resize then the central patch"
+)
+
+# Used for an ONNX file that lacks alexgui metadata (a model exported by other tools): the
+# conventions of torchvision's ImageNet AlexNet, said out loud in OnnxPredictor.warnings.
+DEFAULT_RESIZE = 256
+DEFAULT_CROP = 224
+
+PROVIDER_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_GPU_KINDS = ("tensorrt", "cuda")
+# ONNX Runtime's default logger severity (0 verbose .. 4 fatal); it has no getter to restore from.
+_ORT_DEFAULT_LOG_SEVERITY = 2
+_ORT_QUIET = 4
+
+
+class OnnxModelError(PredictorError):
+    """An ONNX file that cannot be used; str() is "PATH: problem"."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """A float array as JSON: dtype, shape and base64 of its little-endian float32 bytes."""
+    data = np.ascontiguousarray(array, dtype="<f4")
+    return {
+        "dtype": "float32",
+        "byte_order": "little",
+        "shape": list(data.shape),
+        "base64": base64.b64encode(data.tobytes()).decode("ascii"),
+    }
+
+
+def decode_array(encoded: Any, what: str) -> np.ndarray:
+    """encode_array's inverse; raises ValueError naming `what` when the entry is malformed."""
+    if not isinstance(encoded, dict):
+        raise ValueError(f"{what}: expected a JSON object")
+    shape = encoded.get("shape")
+    if encoded.get("dtype") != "float32" or encoded.get("byte_order", "little") != "little":
+        raise ValueError(f"{what}: only little-endian float32 is supported, got {encoded.get('dtype')!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ValueError(f"{what}: shape must be a list of non-negative integers, got {shape!r}")
+    try:
+        raw = base64.b64decode(encoded.get("base64", ""), validate=True)
+    except (ValueError, TypeError):
+        raise ValueError(f"{what}: the data is not valid base64") from None
+    expected = 4 * int(np.prod(shape, dtype=np.int64))
+    if len(raw) != expected:
+        raise ValueError(f"{what}: {len(raw)} bytes of data for shape {tuple(shape)} (expected {expected})")
+    return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
+
+
+def stat_tensors(preprocess: Preprocess) -> dict[str, torch.Tensor]:
+    """The statistics Preprocess.from_description needs back, named as in checkpoints (stats.*)."""
+    tensors = {
+        "stats.pca_eigvals": preprocess.pca_eigvals.detach().cpu(),
+        "stats.pca_eigvecs": preprocess.pca_eigvecs.detach().cpu(),
+    }
+    if preprocess.mode == "mean_image":
+        tensors["stats.mean_image"] = preprocess.mean.detach().cpu()
+    return tensors
+
+
+# ---- providers -----------------------------------------------------------------------------------
+
+
+def provider_chain(device: str) -> tuple[list[str], int]:
+    """The providers to try, best first, and the GPU index, for a device string.
+
+    "auto": TensorRT, CUDA, CPU. "cpu": CPU only. "cuda[:N]": CUDA then CPU. "tensorrt[:N]": TensorRT,
+    CUDA, CPU.
+    """
+    text = device.strip().lower()
+    kind, _, index = text.partition(":")
+    if index and not index.isdigit():
+        raise ValueError(f"device {device!r}: the GPU index after ':' must be a number")
+    gpu = int(index) if index else 0
+    chains = {"auto": ["tensorrt", "cuda", "cpu"], "cpu": ["cpu"], "cuda": ["cuda", "cpu"], "tensorrt": ["tensorrt", "cuda", "cpu"]}
+    if kind not in chains or (kind in ("auto", "cpu") and index):
+        raise ValueError(f"device {device!r}: expected auto, cpu, cuda[:N] or tensorrt[:N]")
+    return chains[kind], gpu
+
+
+def gpu_present() -> bool:
+    """Whether this machine seems to have an NVIDIA GPU (cheap; used only to skip hopeless attempts)."""
+    if torch.cuda.is_available():
+        return True
+    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads share a core's arithmetic units)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip()))
+        except OSError:
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+@dataclass
+class SessionChoice:
+    session: ort.InferenceSession
+    provider: str  # the provider that runs the graph, e.g. "CPUExecutionProvider"
+    notes: list[str] = field(default_factory=list)  # why better providers were not used
+    threads: int = 0  # intra-op threads on the CPU (0 = the GPU provider decides)
+
+
+def create_session(
+    path: Path,
+    device: str = "auto",
+    threads: int | None = None,
+    cache_dir: Path | None = None,
+) -> SessionChoice:
+    """An InferenceSession on the best provider of `device`'s chain that actually loads."""
+    chain, gpu = provider_chain(device)
+    available = ort.get_available_providers()
+    notes: list[str] = []
+    for kind in chain:
+        name = PROVIDER_NAMES[kind]
+        if name not in available:
+            notes.append(f"{name} is not part of this onnxruntime build")
+            continue
+        if kind == "cpu":
+            n = threads or physical_cores()
+            return SessionChoice(_new_session(path, _cpu_options(n), [name], None), name, notes, n)
+        if device.strip().lower() == "auto" and not gpu_present():
+            notes.append(f"{name} skipped: no NVIDIA GPU found")
+            continue
+        session, problem = _try_gpu_session(path, kind, gpu, cache_dir)
+        if session is not None:
+            return SessionChoice(session, name, notes, 0)
+        notes.append(f"{name} unavailable: {problem}")
+    raise OnnxModelError(path, "no execution provider could be started (" + "; ".join(notes) + ")")
+
+
+def _cpu_options(threads: int) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # AlexNet is one chain of layers: nothing runs in parallel across nodes, so one inter-op thread
+    # and all the cores inside each node (GEMM/conv) is the right split.
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return so
+
+
+def _gpu_options() -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return so
+
+
+def _try_gpu_session(path: Path, kind: str, gpu: int, cache_dir: Path | None) -> tuple[ort.InferenceSession | None, str]:
+    cuda_options = {"device_id": str(gpu)}
+    if kind == "tensorrt":
+        trt_options: dict[str, str] = {"device_id": str(gpu), "trt_fp16_enable": "True"}
+        if cache_dir is not None:
+            # Building TensorRT engines takes minutes; keep them between runs.
+            engines = cache_dir / "tensorrt"
+            engines.mkdir(parents=True, exist_ok=True)
+            trt_options.update({"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(engines)})
+        providers = [PROVIDER_NAMES["tensorrt"], PROVIDER_NAMES["cuda"], PROVIDER_NAMES["cpu"]]
+        options: list[dict[str, str]] | None = [trt_options, cuda_options, {}]
+    else:
+        providers = [PROVIDER_NAMES["cuda"], PROVIDER_NAMES["cpu"]]
+        options = [cuda_options, {}]
+    # A missing CUDA library is logged by ONNX Runtime's C++ logger straight to stderr; we report
+    # the outcome ourselves in the notes, so quieten it for the attempt.
+    ort.set_default_logger_severity(_ORT_QUIET)
+    try:
+        session = _new_session(path, _gpu_options(), providers, options)
+    except OnnxModelError as e:
+        return None, e.problem
+    finally:
+        ort.set_default_logger_severity(_ORT_DEFAULT_LOG_SEVERITY)
+    active = session.get_providers()
+    if active and active[0] == PROVIDER_NAMES[kind]:
+        return session, ""
+    # onnxruntime-gpu lists the GPU providers even when their libraries or the GPU are missing, and
+    # then quietly registers only the CPU provider.
+    return None, "the provider did not load (no usable GPU, or CUDA/cuDNN/TensorRT libraries missing)"
+
+
+def _new_session(
+    path: Path, options: ort.SessionOptions, providers: list[str], provider_options: list[dict[str, str]] | None
+) -> ort.InferenceSession:
+    try:
+        # enable_fallback=0: ONNX Runtime's own fallback print()s to stdout (which would corrupt
+        # --json output) and hides which provider failed; we fall back ourselves.
+        return ort.InferenceSession(
+            str(path), options, providers=providers, provider_options=provider_options, enable_fallback=0
+        )
+    except Exception as e:  # onnxruntime raises its own pybind types (Fail, InvalidProtobuf, ...)
+        raise OnnxModelError(path, _session_problem(e)) from None
+
+
+def _session_problem(e: BaseException) -> str:
+    name = type(e).__name__
+    text = " ".join(str(e).split())
+    if "[ONNXRuntimeError] : " in text:
+        text = text.split("[ONNXRuntimeError] : ", 1)[1]
+    text = re.sub(r"^\d+ : [A-Z_]+ : ", "", text)  # the status code, e.g. "1 : FAIL : "
+    text = re.sub(r"^Load model from .* failed:\s*", "", text)  # the caller names the file already
+    # Drop ONNX Runtime's source location and C++ signature ("/onnxruntime_src/...cc:729 void f(...) ").
+    text = re.sub(r"/\S+\.(?:cc|h|cpp):\d+ (?:[^()]*\([^()]*\)\s*)?", "", text)
+    if name == "InvalidProtobuf" or "Protobuf parsing failed" in text:
+        return "not a valid ONNX model (it could not be parsed: truncated, corrupt or not ONNX)"
+    if name == "NoSuchFile":
+        return "no such file"
+    if "is not a registered function/op" in text or "No Op registered" in text:
+        return f"the model uses an operator this ONNX Runtime does not have (custom ops are never loaded): {text[:300]}"
+    return f"ONNX Runtime cannot load it ({name}: {text[:300]})"
+
+
+# ---- the predictor -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layout:
+    """What OnnxPredictor learned about a file: its interface and how to feed it."""
+
+    input_name: str
+    input_dtype: np.dtype
+    fixed_batch: int | None  # the batch size a graph without a dynamic batch axis insists on
+    logits_name: str
+    features_name: str | None
+    meta: dict[str, str]
+
+
+class OnnxPredictor(Predictor):
+    """An exported AlexNet on ONNX Runtime, with the same preprocessing code as TorchPredictor.
+
+    Attributes beyond Predictor's: provider (the active ONNX Runtime provider), provider_notes (why
+    better providers were not used), precision, warnings (assumptions made for a file without alexgui
+    metadata; show them to the user), path.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], device: str = "auto", threads: int | None = None,
+                 cache_dir: Path | None = None) -> None:
+        self.path = Path(path)
+        _check_file(self.path)
+        self.warnings: list[str] = []
+        choice = create_session(self.path, device, threads, cache_dir)
+        self._session = choice.session
+        self.provider = choice.provider
+        self.provider_notes = choice.notes
+        self.threads = choice.threads
+        self._io_binding = self.provider != PROVIDER_NAMES["cpu"]
+        self._gpu_id = provider_chain(device)[1]
+        self._lock = threading.Lock()
+        self._layout = _read_layout(self.path, self._session)
+        meta = self._layout.meta
+        if META_FORMAT in meta:
+            self._init_from_metadata(meta)
+        else:
+            self._init_with_defaults()
+        self._check_input_shape()
+        self.feature_dim = self._warm_up()
+
+    # ---- construction helpers -------------------------------------------------------------------
+
+    def _init_from_metadata(self, meta: dict[str, str]) -> None:
+        if meta[META_FORMAT] != FORMAT_VERSION:
+            raise OnnxModelError(self.path, f"alexgui ONNX format {meta[META_FORMAT]!r} is not supported "
+                                            f"(this version reads format {FORMAT_VERSION})")
+        class_names = _json_meta(self.path, meta, META_CLASS_NAMES)
+        if not isinstance(class_names, list) or not class_names or not all(isinstance(c, str) for c in class_names):
+            raise OnnxModelError(self.path, f"metadata {META_CLASS_NAMES} must be a non-empty list of strings")
+        wnids = _json_meta(self.path, meta, META_WNIDS) if META_WNIDS in meta else None
+        if wnids is not None and (not isinstance(wnids, list) or len(wnids) != len(class_names)):
+            raise OnnxModelError(self.path, f"metadata {META_WNIDS} must list one id per class")
+        desc = _json_meta(self.path, meta, META_PREPROCESSING)
+        stats = _json_meta(self.path, meta, META_STATS) if META_STATS in meta else {}
+        if not isinstance(stats, dict):
+            raise OnnxModelError(self.path, f"metadata {META_STATS} must be a JSON object")
+        try:
+            tensors = {name: torch.from_numpy(decode_array(value, f"{META_STATS} {name}")) for name, value in stats.items()}
+            self.preprocess = Preprocess.from_description(desc, tensors)
+        except ValueError as e:
+            raise OnnxModelError(self.path, f"metadata {META_PREPROCESSING}: {e}") from None
+        self.class_names = class_names
+        self.wnids = wnids
+        self.arch = meta.get(META_ARCH, "unknown")
+        self.fingerprint = meta.get(META_FINGERPRINT) or _file_fingerprint(self.path)
+        self.source = str(self.path)
+        self.exported_from = meta.get(META_SOURCE, "")
+        self.precision = meta.get(META_PRECISION, "float32")
+
+    def _init_with_defaults(self) -> None:
+        self.preprocess = Preprocess.imagenet_mean_std(DEFAULT_CROP, resize=DEFAULT_RESIZE)
+        self.class_names = []  # numbered once the warm-up run shows how many classes there are
+        self.wnids = None
+        self.arch = "unknown"
+        self.fingerprint = _file_fingerprint(self.path)
+        self.source = str(self.path)
+        self.exported_from = ""
+        self.precision = "float16" if self._layout.input_dtype == np.float16 else "float32"
+        self.warnings.append(
+            f"{self.path}: no alexgui metadata; assuming torchvision's ImageNet preprocessing "
+            f"(short side to {DEFAULT_RESIZE}, central {DEFAULT_CROP}x{DEFAULT_CROP} crop, RGB scaled to 0..1, "
+            f"mean {list(IMAGENET_MEAN)}, std {list(IMAGENET_STD)}) and numbered class names"
+        )
+
+    def _check_input_shape(self) -> None:
+        shape = self._session.get_inputs()[0].shape
+        c = self.preprocess.crop
+        wanted = f"(batch, 3, {c}, {c})"
+        if len(shape) != 4:
+            raise OnnxModelError(self.path, f"input {self._layout.input_name!r} has shape {_shape_text(shape)}; "
+                                            f"alexgui feeds images as {wanted}")
+        if shape[1] != 3 and shape[3] == 3:
+            raise OnnxModelError(self.path, f"input {self._layout.input_name!r} has shape {_shape_text(shape)}, "
+                                            f"channels last; alexgui feeds channels first, {wanted}")
+        for axis, expected in ((1, 3), (2, c), (3, c)):
+            if isinstance(shape[axis], int) and shape[axis] != expected:
+                raise OnnxModelError(self.path, f"input {self._layout.input_name!r} has shape {_shape_text(shape)}, "
+                                                f"but the preprocessing makes {wanted}")
+
+    def _warm_up(self) -> int:
+        # One small run checks that the graph takes our input and tells the output widths; on a GPU
+        # it also pays the one-off kernel selection and allocation before the user waits on it.
+        c = self.preprocess.crop
+        logits, features = self._run(np.zeros((1, 3, c, c), np.float32))
+        if logits.ndim != 2:
+            raise OnnxModelError(self.path, f"output {self._layout.logits_name!r} has shape {logits.shape}; "
+                                            "expected (batch, classes)")
+        n = logits.shape[1]
+        if not self.class_names:
+            self.class_names = [f"class {i}" for i in range(n)]
+        elif len(self.class_names) != n:
+            raise OnnxModelError(self.path, f"the metadata names {len(self.class_names)} classes but the model "
+                                            f"outputs {n} logits")
+        if features is None:
+            self.warnings.append(f"{self.path}: no fc7 features output; retrieval (nearest neighbours) is unavailable")
+            return 0
+        return int(features.shape[1])
+
+    # ---- inference ------------------------------------------------------------------------------
+
+    def predict_u8(self, u8: np.ndarray | torch.Tensor, ten_crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        batch = torch.as_tensor(u8)
+        if batch.ndim == 3:
+            batch = batch.unsqueeze(0)
+        with torch.inference_mode():
+            if ten_crop:
+                crops = self.preprocess.ten_crop_batch(batch)  # (10, B, 3, c, c)
+                n, b = crops.shape[:2]
+                x = crops.reshape(n * b, *crops.shape[2:])
+            else:
+                n, b = 1, batch.shape[0]
+                x = self.preprocess.center_batch(batch)
+        logits, features = self._run(x.numpy())
+        probs = torch.softmax(torch.from_numpy(logits).float(), dim=1).numpy()
+        feats = features if features is not None else np.zeros((logits.shape[0], 0), np.float32)
+        # The paper averages the softmax over the ten patches; features likewise (as TorchPredictor).
+        probs = probs.reshape(n, b, -1).mean(0)
+        feats = feats.reshape(n, b, -1).mean(0)
+        return probs.astype(np.float32), feats.astype(np.float32)
+
+    def run_preprocessed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The graph on an already preprocessed float32 (B, 3, crop, crop) batch -> (logits, features)."""
+        return self._run(np.ascontiguousarray(x, dtype=np.float32))
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        layout = self._layout
+        x = x.astype(layout.input_dtype, copy=False)
+        names = [layout.logits_name] + ([layout.features_name] if layout.features_name else [])
+        step = layout.fixed_batch or x.shape[0]
+        parts: list[list[np.ndarray]] = []
+        with self._lock:
+            for start in range(0, x.shape[0], max(step, 1)):
+                chunk = x[start : start + step]
+                real = chunk.shape[0]
+                if layout.fixed_batch and real < layout.fixed_batch:
+                    pad = np.zeros((layout.fixed_batch - real, *chunk.shape[1:]), chunk.dtype)
+                    chunk = np.concatenate([chunk, pad])
+                outs = self._run_once(names, np.ascontiguousarray(chunk))
+                parts.append([o[:real] for o in outs])
+        joined = [np.concatenate([p[i] for p in parts]).astype(np.float32, copy=False) for i in range(len(names))]
+        return joined[0], (joined[1] if len(joined) > 1 else None)
+
+    def _run_once(self, names: list[str], x: np.ndarray) -> list[np.ndarray]:
+        try:
+            if self._io_binding:
+                # The input is copied to the GPU once and the outputs stay there until the copy
+                # back, instead of ONNX Runtime staging both through its own CPU buffers.
+                binding = self._session.io_binding()
+                binding.bind_cpu_input(self._layout.input_name, x)
+                for name in names:
+                    binding.bind_output(name, "cuda", self._gpu_id)
+                self._session.run_with_iobinding(binding)
+                return list(binding.copy_outputs_to_cpu())
+            return list(self._session.run(names, {self._layout.input_name: x}))
+        except Exception as e:  # onnxruntime's pybind error types
+            raise OnnxModelError(self.path, f"inference failed ({_session_problem(e)})") from None
+
+    def describe(self) -> dict[str, Any]:
+        d = {
+            **super().describe(),
+            "backend": "onnxruntime",
+            "provider": self.provider,
+            "provider_notes": list(self.provider_notes),
+            "precision": self.precision,
+            "threads": self.threads,
+            "io_binding": self._io_binding,
+            "onnxruntime_version": ort.__version__,
+            "preprocessing": self.preprocess.describe(),
+        }
+        if self.exported_from:
+            d["exported_from"] = self.exported_from
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
+        return d
+
+    # ---- from a PyTorch model -------------------------------------------------------------------
+
+    @classmethod
+    def from_torch_predictor(
+        cls,
+        predictor: TorchPredictor,
+        cache_dir: Path | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        progress: Callable[[str], None] | None = None,
+        keep: int = 3,
+    ) -> OnnxPredictor:
+        """The same model on ONNX Runtime, exported on first use into a cache keyed by the weights,
+        class names, preprocessing and precision (float16 when a GPU will run it). Only the `keep`
+        most recently used exports stay in the cache (each is ~230 MB)."""
+        from alexgui.engine.onnx_export import DEFAULT_OPSET, export_onnx
+        from alexgui.engine.atomic import remove_stale_temporaries
+        from alexgui.paths import cache_dir as default_cache
+
+        folder = (cache_dir or default_cache()) / "onnx"
+        fp16 = provider_chain(device)[0][0] != "cpu" and gpu_present()
+        path = folder / f"{predictor.arch}-{export_key(predictor, fp16, DEFAULT_OPSET)}.onnx"
+        remove_stale_temporaries(folder)
+        if path.exists():
+            os.utime(path)  # most recently used
+        else:
+            export_onnx(predictor, path, fp16=fp16, opset=DEFAULT_OPSET, progress=progress)
+        _prune(folder, keep, path)
+        onnx_predictor = cls(path, device, threads, cache_dir=folder)
+        onnx_predictor.exported_from = predictor.source
+        return onnx_predictor
+
+
+def export_key(predictor: TorchPredictor, fp16: bool, opset: int) -> str:
+    """What distinguishes one export from another: weights, classes, preprocessing, precision, opset."""
+    h = hashlib.sha256()
+    stats = {k: hashlib.sha256(v.float().contiguous().numpy().tobytes()).hexdigest() for k, v in stat_tensors(predictor.preprocess).items()}
+    h.update(json.dumps([predictor.fingerprint, predictor.class_names, predictor.preprocess.describe(), stats,
+                         "float16" if fp16 else "float32", opset, FORMAT_VERSION], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def load_onnx_predictor(path: Path, device: str = "cpu") -> OnnxPredictor:
+    """predict.load_predictor's entry point for .onnx files. device: cpu, auto, cuda[:N], tensorrt[:N]."""
+    return OnnxPredictor(path, device)
+
+
+def load_onnx_backend(spec: str | os.PathLike[str], device: str = "auto", threads: int | None = None,
+                      progress: Callable[[str], None] | None = None) -> OnnxPredictor:
+    """`--backend onnx`: an .onnx file as is, any other model spec exported on the fly (cached)."""
+    from alexgui.engine.predict import TorchPredictor, load_predictor
+
+    if Path(str(spec)).suffix.lower() == ".onnx":
+        return OnnxPredictor(Path(str(spec)).expanduser(), device, threads)
+    torch_predictor = load_predictor(spec, "cpu")
+    if not isinstance(torch_predictor, TorchPredictor):
+        raise PredictorError(f"{spec}: cannot be converted to ONNX (not a PyTorch model)")
+    return OnnxPredictor.from_torch_predictor(torch_predictor, device=device, threads=threads, progress=progress)
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise OnnxModelError(path, "is a folder, not an ONNX file")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise OnnxModelError(path, "no such file") from None
+    except OSError as e:
+        raise OnnxModelError(path, f"cannot read ({e.strerror or e})") from None
+    if size == 0:
+        raise OnnxModelError(path, "empty file (0 bytes)")
+
+
+def _read_layout(path: Path, session: ort.InferenceSession) -> _Layout:
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        names = ", ".join(repr(i.name) for i in inputs)
+        raise OnnxModelError(path, f"the model has {len(inputs)} inputs ({names}); alexgui models take one image batch")
+    dtypes = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16)}
+    if inputs[0].type not in dtypes:
+        raise OnnxModelError(path, f"input {inputs[0].name!r} is {inputs[0].type}; expected float or float16 images")
+    outputs = [o.name for o in session.get_outputs()]
+    logits = LOGITS_NAME if LOGITS_NAME in outputs else outputs[0]
+    features = FEATURES_NAME if FEATURES_NAME in outputs else None
+    if features is None and len(outputs) > 1:
+        shape = session.get_outputs()[1].shape
+        if len(shape) == 2 and shape[1] == FEATURE_DIM:
+            features = outputs[1]
+    batch = inputs[0].shape[0] if inputs[0].shape else None
+    fixed = batch if isinstance(batch, int) and batch > 0 else None
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    return _Layout(inputs[0].name, dtypes[inputs[0].type], fixed, logits, features, meta)
+
+
+def _json_meta(path: Path, meta: dict[str, str], key: str) -> Any:
+    if key not in meta:
+        raise OnnxModelError(path, f"the alexgui metadata lacks {key}")
+    try:
+        return json.loads(meta[key])
+    except json.JSONDecodeError as e:
+        raise OnnxModelError(path, f"metadata {key} is not valid JSON ({e})") from None
+
+
+def _file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _shape_text(shape: Sequence[Any]) -> str:
+    return "(" + ", ".join(str(d) if d is not None else "?" for d in shape) + ")"
+
+
+def _prune(folder: Path, keep: int, current: Path) -> None:
+    exports = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in exports[max(keep, 1):]:
+        if old != current:
+            try:
+                old.unlink()
+            except OSError:
+                pass

@@ -1,0 +1,267 @@
+"""Where a model runs: one device, or the paper's two towers on two devices (model parallelism).
+
+The paper trained on two GTX 580s, one tower each; the towers exchange activations only where the
+paper connects them (into conv3, fc6, fc7 and fc8). `place_model(model, "cuda:0,cuda:1")` puts tower 0
+and fc8 (so also the loss) on the first device and tower 1 on the second. Any two devices work,
+including "cpu,cpu" and "cuda:0,cuda:0", so the two-tower path is testable on any machine: with two
+slots the towers always get their own copy of every cross-tower input, whether or not the devices
+differ, exactly as they would on two GPUs.
+
+Overlap: no extra CUDA streams. CUDA launches are asynchronous, and the placed forward issues tower
+0's stage and then tower 1's stage before anything waits on the host (no .item(), no event
+synchronisation inside the forward), so each GPU works through its own queue while the other works
+through its; cross-device copies are ordered by PyTorch against both devices' current streams. The
+autograd engine runs one thread per CUDA device, so the backward passes of the towers overlap too.
+
+Each placed forward records, in `model.placement.stats`, the forward time of each tower's stages
+(CUDA events on the tower's device; wall clock on CPU) and the bytes passed between the towers
+(activations, plus their gradients on the way back when training). The trainer reads and resets them
+once per step; with two distinct GPUs these are the bytes that crossed the interconnect.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from alexgui.engine.model import AlexNetBase, PaperAlexNet, Tap, Tower
+
+
+class PlacementError(ValueError):
+    """A device string or placement that cannot be used; the message says which and why."""
+
+
+# -- device strings -----------------------------------------------------------------------------
+
+
+def parse_devices(spec: str) -> list[torch.device]:
+    """"cpu", "cuda", "cuda:N" (one device) or two of them joined by a comma (one tower each).
+
+    Raises PlacementError for unknown names, more than two devices and GPUs this machine lacks.
+    """
+    parts = [p.strip() for p in str(spec).split(",")]
+    if not 1 <= len(parts) <= 2 or any(not p for p in parts):
+        raise PlacementError(
+            f"device {spec!r}: give one device (cpu, cuda, cuda:N) or two joined by a comma (cuda:0,cuda:1)"
+        )
+    return [_one_device(p, spec) for p in parts]
+
+
+def _one_device(name: str, spec: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PlacementError(f"unknown device {name!r} in {spec!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PlacementError(
+                f"device {spec!r} asked for, but this machine has no usable CUDA GPU; use --device cpu"
+            )
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise PlacementError(f"device {spec!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+        return torch.device("cuda", index)
+    if device.type != "cpu":
+        raise PlacementError(f"unsupported device {name!r} in {spec!r}: use cpu, cuda or cuda:N")
+    return device
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(label, device string) for each way this machine can train: CPU, each GPU, and with two or
+    more GPUs the paper's "two GPUs, one tower each". For a device picker in the app."""
+    choices = [("CPU", "cpu")]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        for i in range(count):
+            choices.append((f"GPU {i}: {torch.cuda.get_device_name(i)}", f"cuda:{i}"))
+        if count >= 2:
+            choices.append(("Two GPUs, one tower each (GPU 0 + GPU 1, as in the paper)", "cuda:0,cuda:1"))
+    return choices
+
+
+def describe_devices(devices: Sequence[torch.device]) -> str:
+    return ",".join(str(d) for d in devices)
+
+
+# -- placing a model ----------------------------------------------------------------------------
+
+
+_MAX_PENDING_EVENTS = 512
+
+
+@dataclass
+class TowerStats:
+    """Per-tower forward time and the bytes passed between the towers, since the last take()."""
+
+    towers: int = 2
+    _cpu_seconds: list[float] = field(default_factory=lambda: [0.0, 0.0])  # CUDA timings folded in too
+    _cuda_events: list[list[tuple[Any, Any]]] = field(default_factory=lambda: [[], []])
+    cross_bytes: int = 0
+
+    def take(self) -> tuple[list[float], int]:
+        """([ms of tower 0, ms of tower 1], bytes) and reset. Waits for the timed GPU work to finish."""
+        self._fold_events()
+        out = ([s * 1000.0 for s in self._cpu_seconds], self.cross_bytes)
+        self._cpu_seconds = [0.0] * self.towers
+        self.cross_bytes = 0
+        return out
+
+    def _fold_events(self) -> None:
+        for k in range(self.towers):
+            for start, end in self._cuda_events[k]:
+                end.synchronize()
+                self._cpu_seconds[k] += start.elapsed_time(end) / 1000.0
+            self._cuda_events[k] = []
+
+    def timed(self, tower: int, device: torch.device, fn: Callable[..., Tensor], *args: Any) -> Tensor:
+        if device.type == "cuda":
+            # Events on the tower's own stream: recording them does not make the host wait.
+            stream = torch.cuda.current_stream(device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+            out = fn(*args)
+            end.record(stream)
+            self._cuda_events[tower].append((start, end))
+            if len(self._cuda_events[tower]) > _MAX_PENDING_EVENTS:  # nobody is taking: keep memory bounded
+                self._fold_events()
+            return out
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self._cpu_seconds[tower] += time.perf_counter() - t0
+        return out
+
+
+@dataclass
+class TwoTowerPlacement:
+    """Attached to a placed PaperAlexNet as `model.placement`."""
+
+    devices: tuple[torch.device, torch.device]
+    stats: TowerStats = field(default_factory=TowerStats)
+
+    def exchange(self, h0: Tensor, h1: Tensor, slots: int = 2) -> list[Tensor]:
+        """Both towers' outputs, tower 0 first, as the input of each of the first `slots` towers, each on
+        its own device; counts what passes from one tower to the other."""
+        out = []
+        for k in range(slots):
+            device = self.devices[k]
+            other = h1 if k == 0 else h0
+            # Forward sends the other tower's activation; backward sends its gradient back.
+            self.stats.cross_bytes += other.nelement() * other.element_size() * (2 if other.requires_grad else 1)
+            out.append(torch.cat([h0.to(device, non_blocking=True), h1.to(device, non_blocking=True)], dim=1))
+        return out
+
+
+def _two_device_features(self: PaperAlexNet, x: Tensor, taps: Sequence[Tap]) -> Tensor:
+    """PaperAlexNet._features for two placed towers: each stage is issued for tower 0 then tower 1
+    before anything waits, and only the paper's connections carry data between them."""
+    placement: TwoTowerPlacement = self.placement
+    stats = placement.stats
+    t0, t1 = self.towers
+    d0, d1 = placement.devices
+    tap0, tap1 = taps
+    x1 = x.to(d1, non_blocking=True)  # issued first, so tower 1's copy runs while tower 0 starts
+    if x1.data_ptr() != x.data_ptr():
+        stats.cross_bytes += x.nelement() * x.element_size()
+    h0 = stats.timed(0, d0, t0.conv1_to_pool2, x.to(d0, non_blocking=True), tap0)
+    h1 = stats.timed(1, d1, t1.conv1_to_pool2, x1, tap1)
+    in0, in1 = placement.exchange(h0, h1)
+    h0 = stats.timed(0, d0, t0.conv3_to_pool5, in0, tap0)
+    h1 = stats.timed(1, d1, t1.conv3_to_pool5, in1, tap1)
+    in0, in1 = placement.exchange(h0, h1)
+    h0 = stats.timed(0, d0, t0.fc6_stage, in0, tap0)
+    h1 = stats.timed(1, d1, t1.fc6_stage, in1, tap1)
+    in0, in1 = placement.exchange(h0, h1)
+    h0 = stats.timed(0, d0, t0.fc7_stage, in0, tap0)
+    h1 = stats.timed(1, d1, t1.fc7_stage, in1, tap1)
+    return placement.exchange(h0, h1, slots=1)[0]  # into fc8, which lives on the first device
+
+
+def place_model(model: AlexNetBase, devices: str | Sequence[torch.device]) -> AlexNetBase:
+    """Move `model` onto one device, or its two towers onto two (paper model only); returns it.
+
+    Parameter names do not change, so a checkpoint written under one placement loads under another.
+    """
+    if isinstance(devices, str):
+        devices = parse_devices(devices)
+    devices = [torch.device(d) for d in devices]
+    if len(devices) == 1:
+        model.to(devices[0])
+        return model
+    if len(devices) != 2:
+        raise PlacementError(f"a model runs on one device or two, not {len(devices)}")
+    if not isinstance(model, PaperAlexNet):
+        raise PlacementError(
+            f"two devices ({describe_devices(devices)}) need the paper's two-tower model; "
+            f"the {getattr(model, 'arch', type(model).__name__)} model has a single tower: give one device"
+        )
+    d0, d1 = devices
+    towers: nn.ModuleList = model.towers
+    tower0, tower1 = towers
+    assert isinstance(tower0, Tower) and isinstance(tower1, Tower)
+    tower0.to(d0)
+    tower1.to(d1)
+    model.fc8.to(d0)
+    # Stored in the instance dict (not a Module), so state_dict() keys stay towers.0.*, towers.1.*, fc8.*
+    model.placement = TwoTowerPlacement((d0, d1))
+    model._features = types.MethodType(_two_device_features, model)  # type: ignore[method-assign]
+    return model
+
+
+def model_devices(model: nn.Module) -> list[torch.device]:
+    """The devices a placed model occupies, the first one (inputs, fc8, loss) first."""
+    placement = getattr(model, "placement", None)
+    if isinstance(placement, TwoTowerPlacement):
+        return list(placement.devices)
+    return [next(model.parameters()).device]
+
+
+def take_tower_stats(model: nn.Module) -> tuple[list[float] | None, int | None]:
+    """(per-tower forward ms, bytes between towers) since the last call; (None, None) on one device."""
+    placement = getattr(model, "placement", None)
+    if not isinstance(placement, TwoTowerPlacement):
+        return None, None
+    return placement.stats.take()
+
+
+# -- monitoring ---------------------------------------------------------------------------------
+
+
+def device_stats(devices: Sequence[torch.device | str]) -> list[dict[str, Any]]:
+    """One dict per distinct device for a monitor panel: name, memory in use and at peak (bytes), and
+    utilisation in percent when NVML (pynvml) is installed, else None. CPU entries carry no figures."""
+    rows: list[dict[str, Any]] = []
+    seen: set[torch.device] = set()
+    for raw in devices:
+        device = torch.device(raw)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device in seen:
+            continue
+        seen.add(device)
+        if device.type != "cuda":
+            rows.append({"device": str(device), "name": "CPU", "memory_allocated": None,
+                         "max_memory_allocated": None, "memory_total": None, "utilization": None})  # fmt: skip
+            continue
+        props = torch.cuda.get_device_properties(device)
+        rows.append({
+            "device": str(device),
+            "name": props.name,
+            "memory_allocated": torch.cuda.memory_allocated(device),
+            "max_memory_allocated": torch.cuda.max_memory_allocated(device),
+            "memory_total": props.total_memory,
+            "utilization": _utilization(device),
+        })
+    return rows
+
+
+def _utilization(device: torch.device) -> float | None:
+    try:
+        return float(torch.cuda.utilization(device))
+    except Exception:  # noqa: BLE001 - needs pynvml (or amdsmi); the monitor shows "n/a" without it
+        return None

@@ -1,0 +1,399 @@
+"""The learned kernels (paper, Figure 3): conv1 as RGB tiles, tower 0's 48 above tower 1's 48.
+
+Each tower's heading carries its colour-specificity score (engine.filters), so the split the paper
+describes (tower 0 colour-agnostic, tower 1 colour-specific) can be watched as it emerges during
+training. Deeper layers (conv2..conv5) are shown one output kernel at a time, its input channels as
+a grid on a blue-white-red scale.
+
+Live updates: `panel.kernel_feed()` returns a callable for TrainControl.on_kernels; the trainer calls
+it from its own thread with CPU copies of the kernels, the feed re-emits them as a queued signal,
+and the panel redraws in the GUI thread. Training never waits for drawing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QPointF, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QImage, QMouseEvent, QPainter, QPaintEvent, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+from alexgui.engine import filters as F
+from alexgui.engine.atomic import atomic_target
+
+CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+TOWER_NAMES = {0: "Tower 0 (GPU 1)", 1: "Tower 1 (GPU 2)"}
+
+TooltipFn = Callable[[int, float, float], str]  # (tile index, x, y within the tile in 0..1) -> text
+
+
+def numpy_to_qimage(rgb: np.ndarray) -> QImage:
+    """(H, W, 3) uint8 -> a QImage that owns a copy of the pixels."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w, _ = rgb.shape
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+class TileGrid(QWidget):
+    """A grid of small images drawn as one picture; hover names a tile, click reports it."""
+
+    tileClicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMouseTracking(True)
+        self._image = QImage()
+        self._layout: F.GridLayout | None = None
+        self._tooltip: TooltipFn = lambda i, x, y: ""
+        self.count = 0
+
+    def set_tiles(self, tiles: np.ndarray, tile_px: int, cols: int, tooltip: TooltipFn) -> None:
+        """tiles: (N, h, w, 3) or (N, h, w) uint8."""
+        self.count = len(tiles)
+        self._layout = F.grid_layout(len(tiles), None, tile_px, cols=cols, gap=2)
+        self._image = numpy_to_qimage(F.render_grid(tiles, self._layout, background=(45, 45, 48)))
+        self._tooltip = tooltip
+        self.setFixedSize(self._image.size())
+        self.update()
+
+    def clear(self) -> None:
+        self.count = 0
+        self._layout = None
+        self._image = QImage()
+        self.setFixedSize(0, 0)
+        self.update()
+
+    def tile_position(self, index: int) -> QPointF:
+        """Centre of a tile in widget coordinates (tests click and hover there)."""
+        assert self._layout is not None
+        x, y = self._layout.positions[index]
+        half = self._layout.tile / 2
+        return QPointF(x + half, y + half)
+
+    def tile_at(self, pos: QPointF) -> int | None:
+        if self._layout is None:
+            return None
+        return self._layout.tile_at(pos.x(), pos.y())
+
+    def tooltip_at(self, pos: QPointF) -> str:
+        i = self.tile_at(pos)
+        if i is None or self._layout is None:
+            return ""
+        x0, y0 = self._layout.positions[i]
+        return self._tooltip(i, (pos.x() - x0) / self._layout.tile, (pos.y() - y0) / self._layout.tile)
+
+    def sizeHint(self) -> QSize:
+        return self._image.size()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        if self._image.isNull():
+            return
+        painter = QPainter(self)
+        painter.drawImage(0, 0, self._image)
+        painter.end()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        text = self.tooltip_at(event.position())
+        if text:
+            QToolTip.showText(event.globalPosition().toPoint(), text, self)
+        else:
+            QToolTip.hideText()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        i = self.tile_at(event.position())
+        if i is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.tileClicked.emit(i)
+
+
+class KernelFeed(QObject):
+    """Callable from any thread (TrainControl.on_kernels); delivers to the GUI thread by signal."""
+
+    snapshot = Signal(object)
+
+    def __call__(self, kernels: dict[str, Any]) -> None:
+        self.snapshot.emit(kernels)
+
+
+class TileViewer(QDialog):
+    """One tile enlarged, with what it is."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Kernel")
+        self.picture = QLabel()
+        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption = QLabel()
+        self.caption.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.picture)
+        layout.addWidget(self.caption)
+
+    def show_tile(self, tile: np.ndarray, caption: str, side: int = 264) -> None:
+        if tile.ndim == 2:
+            tile = np.repeat(tile[..., None], 3, axis=2)
+        big = F.render_grid(tile[None], F.grid_layout(1, None, side))
+        self.picture.setPixmap(QPixmap.fromImage(numpy_to_qimage(big)))
+        self.caption.setText(caption)
+        self.show()
+        self.raise_()
+
+
+class FiltersPanel(QWidget):
+    """See the module docstring. Feed it with set_model(model) or set_kernels(...)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._kernels: dict[str, np.ndarray] = {}
+        self._towers: dict[str, list[int]] = {}
+        self._first_scores: dict[int, float] | None = None
+        self.scores: dict[int, float] = {}
+        self.viewer = TileViewer(self)
+        self._feed = KernelFeed(self)
+        self._feed.snapshot.connect(self._on_snapshot)
+
+        self.layer_box = QComboBox()
+        self.layer_box.addItems(CONV_LAYERS)
+        self.layer_box.setToolTip("conv1: RGB kernels; deeper layers: one kernel's input channels")
+        self.kernel_spin = QSpinBox()
+        self.kernel_spin.setPrefix("kernel ")
+        self.kernel_spin.setToolTip("Which output kernel of the layer to show, channel by channel")
+        self.common_scale = QCheckBox("Common scale")
+        self.common_scale.setToolTip("Scale all tiles alike (shows relative strength) instead of each on its own")
+        self.save_button = QPushButton("Save PNG…")
+        top = QHBoxLayout()
+        for w in (QLabel("Layer"), self.layer_box, self.kernel_spin, self.common_scale):
+            top.addWidget(w)
+        top.addStretch(1)
+        top.addWidget(self.save_button)
+
+        self.status = QLabel("No model yet: train, or open a checkpoint.")
+        self.status.setWordWrap(True)
+        self.canvas = QWidget()
+        self.canvas.setObjectName("filterCanvas")
+        self.canvas_layout = QVBoxLayout(self.canvas)
+        self.canvas_layout.setContentsMargins(6, 6, 6, 6)
+        self.headings: list[QLabel] = []
+        self.grids: list[TileGrid] = []
+        self.grid_indices: list[list[int]] = []  # for each grid, the kernel index of each of its tiles
+        for _ in range(2):
+            heading = QLabel()
+            heading.setTextFormat(Qt.TextFormat.RichText)
+            grid = TileGrid()
+            grid.tileClicked.connect(self._make_click_handler(len(self.grids)))
+            self.canvas_layout.addWidget(heading)
+            self.canvas_layout.addWidget(grid)
+            self.headings.append(heading)
+            self.grids.append(grid)
+            self.grid_indices.append([])
+        self.canvas_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(self.canvas)
+        scroll.setWidgetResizable(True)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.status)
+        layout.addWidget(scroll, 1)
+
+        self.layer_box.currentTextChanged.connect(self._on_layer_changed)
+        self.kernel_spin.valueChanged.connect(lambda _: self.refresh())
+        self.common_scale.toggled.connect(lambda _: self.refresh())
+        self.save_button.clicked.connect(self._choose_save_path)
+        self._on_layer_changed(self.layer_box.currentText())
+
+    # ---- feeding --------------------------------------------------------------------------------
+
+    def kernel_feed(self) -> KernelFeed:
+        """A thread-safe callable for TrainControl.on_kernels ({layer: (out, in, kh, kw) CPU tensor})."""
+        return self._feed
+
+    def set_model(self, model: Any) -> None:
+        """Every conv layer's kernels and towers from an AlexNetBase (copied; the model may keep training)."""
+        kernels = {name: model.kernels(name) for name in CONV_LAYERS}
+        towers = {name: model.kernel_towers(name) for name in CONV_LAYERS}
+        self.set_kernels(kernels, towers)
+
+    def set_kernels(
+        self,
+        kernels: Any,
+        towers: Sequence[int] | dict[str, Sequence[int]] | None = None,
+        arch: str = "paper",
+        reset_history: bool = False,
+    ) -> None:
+        """conv1's kernels as an (N, 3, k, k) tensor/array, or {layer: kernels} for several layers.
+
+        towers: each kernel's tower (a list for a single tensor, {layer: list} for a dict). When
+        omitted, the paper model's layout is assumed for arch="paper" (first half tower 0, second
+        half tower 1) and a single tower otherwise.
+        """
+        if not isinstance(kernels, dict):
+            kernels = {"conv1": kernels}
+            if towers is not None and not isinstance(towers, dict):
+                towers = {"conv1": list(towers)}
+        tower_map = dict(towers) if isinstance(towers, dict) else {}
+        for name, value in kernels.items():
+            arr = F._as_numpy(value)
+            self._kernels[name] = arr
+            if name in tower_map:
+                self._towers[name] = [int(t) for t in tower_map[name]]
+            else:
+                n = arr.shape[0]
+                self._towers[name] = [0] * (n // 2) + [1] * (n - n // 2) if arch == "paper" else [0] * n
+        if reset_history:
+            self._first_scores = None
+        if "conv1" in kernels:
+            self.scores = F.tower_specificity(self._kernels["conv1"], self._towers["conv1"])
+            if self._first_scores is None:
+                self._first_scores = dict(self.scores)
+        self._on_layer_changed(self.layer_box.currentText())
+
+    @Slot(object)
+    def _on_snapshot(self, kernels: dict[str, Any]) -> None:
+        self.set_kernels(kernels)
+
+    # ---- drawing --------------------------------------------------------------------------------
+
+    def _on_layer_changed(self, layer: str) -> None:
+        weights = self._kernels.get(layer)
+        deeper = layer != "conv1"
+        self.kernel_spin.setVisible(deeper)
+        if weights is not None and deeper:
+            self.kernel_spin.setMaximum(weights.shape[0] - 1)
+        self.refresh()
+
+    def refresh(self) -> None:
+        layer = self.layer_box.currentText()
+        weights = self._kernels.get(layer)
+        if weights is None:
+            for heading, grid in zip(self.headings, self.grids):
+                heading.clear()
+                grid.clear()
+            self.status.setVisible(True)
+            return
+        self.status.setVisible(False)
+        if layer == "conv1":
+            self._draw_rgb(weights, self._towers[layer])
+        else:
+            self._draw_channels(layer, weights, self._towers[layer])
+
+    def _draw_rgb(self, weights: np.ndarray, towers: list[int]) -> None:
+        tiles = F.rgb_kernel_tiles(weights, common_scale=self.common_scale.isChecked())
+        scores = F.colour_specificity(weights)
+        tile_px = self._fit_tile(3 * weights.shape[-1], cols=16)
+        tower_ids = sorted(set(towers))
+        for slot, (heading, grid) in enumerate(zip(self.headings, self.grids)):
+            if slot >= len(tower_ids):
+                heading.clear()
+                grid.clear()
+                self.grid_indices[slot] = []
+                continue
+            tower = tower_ids[slot]
+            members = [i for i, t in enumerate(towers) if t == tower]
+            self.grid_indices[slot] = members
+            score = self.scores.get(tower, float(scores[members].mean()))
+            heading.setText(self._heading(tower, len(members), score, single=len(tower_ids) == 1))
+
+            def tip(j: int, x: float, y: float, members: list[int] = members, tower: int = tower) -> str:
+                i = members[j]
+                return f"conv1 kernel {i} · tower {tower} · colour specificity {scores[i]:.2f}"
+
+            grid.set_tiles(tiles[members], tile_px, cols=16, tooltip=tip)
+
+    def _fit_tile(self, preferred: int, cols: int) -> int:
+        """Tile side that fits `cols` tiles across the panel, between 14 and `preferred` pixels."""
+        available = max(self.width() - 40, 200)
+        return int(max(14, min(preferred, available // cols - 2)))
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self.refresh()
+
+    def _heading(self, tower: int, count: int, score: float, single: bool) -> str:
+        name = "All kernels (one tower)" if single else TOWER_NAMES.get(tower, f"Tower {tower}")
+        change = ""
+        if self._first_scores is not None and tower in self._first_scores:
+            first = self._first_scores[tower]
+            if abs(first - score) > 1e-4:
+                change = f" <span style='color:#888'>(first snapshot {first:.2f})</span>"
+        return (f"<b>{name}</b> · {count} kernels · colour specificity "
+                f"<b>{score:.2f}</b>{change}")
+
+    def _draw_channels(self, layer: str, weights: np.ndarray, towers: list[int]) -> None:
+        kernel = min(self.kernel_spin.value(), weights.shape[0] - 1)
+        tiles = F.channel_tiles(weights, kernel, common_scale=self.common_scale.isChecked())
+        tower = towers[kernel]
+        tile_px = self._fit_tile(8 * weights.shape[-1], cols=16)
+        channels = list(range(weights.shape[1]))
+        self.grid_indices[0] = channels
+        self.grid_indices[1] = []
+        self.headings[0].setText(
+            f"<b>{layer}</b> kernel {kernel} (tower {tower}) · its {weights.shape[1]} input channels, "
+            f"{weights.shape[2]}×{weights.shape[3]} each · <span style='color:#c33'>red</span> positive, "
+            f"<span style='color:#36c'>blue</span> negative"
+        )
+
+        def tip(j: int, x: float, y: float) -> str:
+            return f"{layer} kernel {kernel} · input channel {j} · tower {tower}"
+
+        self.grids[0].set_tiles(tiles, tile_px, cols=16, tooltip=tip)
+        self.headings[1].clear()
+        self.grids[1].clear()
+
+    def _make_click_handler(self, slot: int) -> Callable[[int], None]:
+        return lambda j: self.enlarge(slot, j)
+
+    def enlarge(self, slot: int, j: int) -> None:
+        """Show tile j of grid `slot` large, with its name and score."""
+        layer = self.layer_box.currentText()
+        weights = self._kernels.get(layer)
+        if weights is None or j >= len(self.grid_indices[slot]):
+            return
+        i = self.grid_indices[slot][j]
+        common = self.common_scale.isChecked()
+        if layer == "conv1":
+            tile = F.rgb_kernel_tiles(weights, common)[i]
+            score = float(F.colour_specificity(weights[i : i + 1])[0])
+            caption = f"conv1 kernel {i} of {weights.shape[0]} · tower {self._towers[layer][i]} · colour specificity {score:.2f}"
+        else:
+            kernel = self.kernel_spin.value()
+            tile = F.channel_tiles(weights, kernel, common)[i]
+            caption = f"{layer} kernel {kernel} · input channel {i} · tower {self._towers[layer][kernel]}"
+        self.viewer.show_tile(tile, caption)
+
+    # ---- saving ---------------------------------------------------------------------------------
+
+    def _choose_save_path(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save kernels as PNG", f"{self.layer_box.currentText()}-kernels.png",
+                                              "PNG images (*.png)")
+        if path:
+            if not self.save_png(path):
+                QMessageBox.warning(self, "Save PNG", f"{path}: could not be written")
+
+    def save_png(self, path: str | Path) -> bool:
+        """The headings and grids as shown, as a PNG file."""
+        self.canvas.adjustSize()
+        pixmap = self.canvas.grab()
+        try:
+            with atomic_target(path) as tmp:
+                if not pixmap.save(str(tmp), "PNG"):
+                    raise OSError(f"{path}: Qt could not encode the PNG")
+        except OSError:
+            return False
+        return True

@@ -1,0 +1,395 @@
+"""Nearest-neighbour retrieval (paper, Figure 4 right): gallery images closest to a query in fc7.
+
+Choose a gallery folder and build its index (fc7 features of every image, on a worker thread, with
+progress and cancel); the index is kept in the cache folder and reused while it matches the model
+and the folder; when either changed the panel says why and offers to rebuild. Drop or pick a query
+image: its k nearest gallery images appear with their Euclidean distances; click one to view it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from alexgui.engine.imageio import ImageError, load_256
+from alexgui.engine.predict import Predictor
+from alexgui.engine.retrieval import (
+    Cancelled,
+    GalleryIndex,
+    RetrievalError,
+    build_index,
+    load_index,
+    nearest,
+    query_features,
+    save_index,
+    stale_reasons,
+)
+from alexgui.paths import cache_dir
+from alexgui.qt.panels.classify import ERROR_RED, ModelChooser
+from alexgui.qt.panels.filters import numpy_to_qimage
+from alexgui.qt.workers import Job
+
+THUMB = 112
+
+
+def default_index_location(folder: str | Path) -> Path:
+    """Where the app keeps the index of a gallery folder (one per folder, in the cache)."""
+    key = hashlib.sha1(str(Path(folder).resolve()).encode("utf-8")).hexdigest()[:16]
+    return cache_dir() / "indexes" / f"{Path(folder).name or 'gallery'}-{key}"
+
+
+def _build_job(
+    predictor: Predictor, folder: str, out: Path, stop: threading.Event, progress: Callable[..., None]
+) -> GalleryIndex | None:
+    try:
+        index = build_index(predictor, folder, progress=lambda d, t: progress(d, t, "indexing"), stop=stop)
+    except Cancelled:
+        return None
+    save_index(index, out)
+    return index
+
+
+def _query_job(
+    predictor: Predictor, index: GalleryIndex, query: str, k: int, stop: threading.Event, progress: Callable[..., None]
+) -> dict[str, Any]:
+    feats, errors = query_features(predictor, [query])
+    if errors[0] is not None:
+        raise RetrievalError(f"{query}: {errors[0]}")
+    found = nearest(index, feats, k)[0]
+    thumbs = []
+    for path, _ in found:
+        try:
+            thumbs.append(load_256(path, size=THUMB))
+        except ImageError:
+            thumbs.append(None)  # the file changed since indexing; the card says so
+    return {"query": query, "image": load_256(query, size=THUMB), "neighbours": found, "thumbs": thumbs}
+
+
+class ImageViewer(QDialog):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.picture = QLabel()
+        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption = QLabel()
+        self.caption.setWordWrap(True)
+        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.picture, 1)
+        layout.addWidget(self.caption)
+
+    def show_image(self, path: str, caption: str) -> None:
+        pix = QPixmap(path)
+        if pix.isNull():
+            self.picture.setText(f"{path}: cannot be shown")
+        else:
+            self.picture.setPixmap(pix.scaled(640, 640, Qt.AspectRatioMode.KeepAspectRatio,
+                                              Qt.TransformationMode.SmoothTransformation))
+        self.setWindowTitle(Path(path).name)
+        self.caption.setText(caption)
+        self.show()
+        self.raise_()
+
+
+class RetrievalPanel(QWidget):
+    """See the module docstring."""
+
+    indexReady = Signal(object)  # GalleryIndex (GUI thread)
+    resultsReady = Signal(object)  # {"query", "neighbours": [(path, distance)], ...}
+    busyChanged = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.index: GalleryIndex | None = None
+        self.folder: str | None = None
+        self.index_path: Path | None = None
+        self.results: list[tuple[str, float]] = []
+        self.stale: list[str] = []
+        self.error = ""
+        self._job: Job | None = None
+        self._pending_query: str | None = None
+        self.viewer = ImageViewer(self)
+
+        self.chooser = ModelChooser()
+        self.chooser.predictorChanged.connect(lambda _: self._check_stale())
+
+        self.folder_button = QPushButton("Gallery folder…")
+        self.folder_button.clicked.connect(self._choose_folder)
+        self.open_index_button = QPushButton("Open index…")
+        self.open_index_button.clicked.connect(self._choose_index)
+        self.build_button = QPushButton("Build index")
+        self.build_button.clicked.connect(self.build)
+        self.status = QLabel("Choose a gallery folder, then build its index.")
+        self.status.setWordWrap(True)
+        gallery = QHBoxLayout()
+        gallery.addWidget(self.folder_button)
+        gallery.addWidget(self.open_index_button)
+        gallery.addWidget(self.build_button)
+        gallery.addStretch(1)
+
+        self.progress = QProgressBar()
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel)
+        prog = QHBoxLayout()
+        prog.addWidget(self.progress, 1)
+        prog.addWidget(self.cancel_button)
+
+        self.query_thumb = QLabel("Drop a query\nimage here")
+        self.query_thumb.setFixedSize(THUMB, THUMB)
+        self.query_thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.query_thumb.setStyleSheet("color: #777; border: 2px dashed #bbb; border-radius: 6px;")
+        self.query_button = QPushButton("Query image…")
+        self.query_button.clicked.connect(self._choose_query)
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(1, 64)
+        self.k_spin.setValue(8)
+        self.k_spin.setPrefix("k = ")
+        self.query_caption = QLabel()
+        self.query_caption.setWordWrap(True)
+        qcol = QVBoxLayout()
+        qrow = QHBoxLayout()
+        qrow.addWidget(self.query_button)
+        qrow.addWidget(self.k_spin)
+        qrow.addStretch(1)
+        qcol.addLayout(qrow)
+        qcol.addWidget(self.query_caption)
+        qcol.addStretch(1)
+        query = QHBoxLayout()
+        query.addWidget(self.query_thumb)
+        query.addLayout(qcol, 1)
+
+        self.grid_holder = QWidget()
+        self.grid = QGridLayout(self.grid_holder)
+        self.grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.neighbour_buttons: list[QToolButton] = []
+        scroll = QScrollArea()
+        scroll.setWidget(self.grid_holder)
+        scroll.setWidgetResizable(True)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.chooser)
+        layout.addLayout(gallery)
+        layout.addWidget(self.status)
+        layout.addLayout(prog)
+        layout.addLayout(query)
+        layout.addWidget(scroll, 1)
+
+    # ---- model and gallery ----------------------------------------------------------------------
+
+    @property
+    def predictor(self) -> Predictor | None:
+        return self.chooser.predictor
+
+    def set_predictor(self, predictor: Predictor | None) -> None:
+        self.chooser.set_predictor(predictor)
+
+    def set_gallery(self, folder: str | Path, index_path: str | Path | None = None) -> None:
+        """Use this gallery folder; load its index when one exists (the default place or index_path)."""
+        self.folder = str(Path(folder).resolve())
+        self.index_path = Path(index_path) if index_path is not None else default_index_location(folder)
+        self.index = None
+        if (self.index_path / "index.json").exists():
+            self.open_index(self.index_path)
+        else:
+            self.status.setText(f"Gallery {self.folder}: no index yet. Build one (fc7 features of every image).")
+            self.build_button.setText("Build index")
+
+    def open_index(self, path: str | Path) -> bool:
+        try:
+            index = load_index(path)
+        except RetrievalError as e:
+            self._show_error(str(e))
+            return False
+        self.index = index
+        self.index_path = Path(path)
+        self.folder = index.root
+        self._check_stale()
+        self.indexReady.emit(index)
+        return True
+
+    def _check_stale(self) -> None:
+        if self.index is None:
+            return
+        fingerprint = self.predictor.fingerprint if self.predictor is not None else None
+        self.stale = stale_reasons(self.index, fingerprint)
+        text = (f"Index of {self.index.root}: {len(self.index)} images"
+                f"{f', {len(self.index.skipped)} skipped' if self.index.skipped else ''} "
+                f"({self.index.storage_dtype}).")
+        if self.stale:
+            text += f"<br><span style='color:{ERROR_RED}'>Out of date: " + "; ".join(self.stale) + "</span>"
+        self.build_button.setText("Rebuild index")
+        self.status.setText(text)
+
+    def build(self) -> None:
+        """(Re)build the gallery's index with the current model, in the background."""
+        if self.folder is None:
+            self._show_error("Choose a gallery folder first.")
+            return
+        if self.predictor is None:
+            self._show_error("Choose a model first (Model menu above).")
+            return
+        if self.is_busy():
+            return
+        out = self.index_path or default_index_location(self.folder)
+        self.index_path = out
+        self.status.setText(f"Indexing {self.folder}…")
+        self._start(Job(_build_job, self.predictor, self.folder, out, parent=self), self._on_index_built)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel_button.show()
+
+    def _on_index_built(self, index: GalleryIndex | None) -> None:
+        if index is None:
+            return
+        self.index = index
+        self._check_stale()
+        self.indexReady.emit(index)
+
+    # ---- queries --------------------------------------------------------------------------------
+
+    def query(self, path: str | Path) -> None:
+        """The k nearest gallery images to the image file `path`."""
+        if self.index is None:
+            self._show_error("Build or open a gallery index first.")
+            return
+        if self.predictor is None:
+            self._show_error("Choose a model first (Model menu above).")
+            return
+        if self.is_busy():
+            self._pending_query = str(path)
+            return
+        self.query_caption.setText(f"Searching {len(self.index)} images for {Path(path).name}…")
+        self._start(Job(_query_job, self.predictor, self.index, str(path), self.k_spin.value(), parent=self),
+                    self._on_results)
+
+    def _on_results(self, found: dict[str, Any]) -> None:
+        self.results = list(found["neighbours"])
+        if found["image"] is not None:
+            self.query_thumb.setPixmap(QPixmap.fromImage(numpy_to_qimage(found["image"])))
+            self.query_thumb.setStyleSheet("")
+        self.query_caption.setText(f"<b>{Path(found['query']).name}</b> · {len(self.results)} nearest of "
+                                   f"{len(self.index) if self.index else 0} by Euclidean distance in fc7")
+        for button in self.neighbour_buttons:
+            button.deleteLater()
+        self.neighbour_buttons = []
+        cols = max(1, (self.width() - 24) // (THUMB + 16))
+        for i, ((path, dist), thumb) in enumerate(zip(self.results, found["thumbs"])):
+            button = QToolButton()
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            button.setIconSize(QSize(THUMB, THUMB))
+            if thumb is not None:
+                button.setIcon(QIcon(QPixmap.fromImage(numpy_to_qimage(thumb))))
+            button.setText(f"{dist:.2f}")
+            button.setToolTip(f"{path}\ndistance {dist:.4f}")
+            button.setAutoRaise(True)
+            button.clicked.connect(lambda _=False, p=path, d=dist, r=i: self.viewer.show_image(
+                p, f"{p}<br>neighbour {r + 1} · distance {d:.4f}"))
+            self.grid.addWidget(button, i // cols, i % cols)
+            self.neighbour_buttons.append(button)
+        self.resultsReady.emit(found)
+
+    # ---- jobs -----------------------------------------------------------------------------------
+
+    def _start(self, job: Job, on_result: Callable[[Any], None]) -> None:
+        job.yielded.connect(on_result)
+        job.progress.connect(self._on_progress)
+        job.failed.connect(self._show_error)
+        job.done.connect(self._on_done)
+        self._job = job
+        self.error = ""
+        self.busyChanged.emit(True)
+        job.start()
+
+    def _on_progress(self, done: int, total: int, message: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{message} %v / %m")
+
+    def _on_done(self, cancelled: bool) -> None:
+        self._job = None
+        self.progress.hide()
+        self.cancel_button.hide()
+        if cancelled:
+            self.status.setText("Indexing cancelled; the previous index (if any) is unchanged.")
+            self._check_stale()
+        self.busyChanged.emit(False)
+        if self._pending_query is not None:
+            path, self._pending_query = self._pending_query, None
+            self.query(path)
+
+    def is_busy(self) -> bool:
+        return self._job is not None and self._job.is_running()
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+
+    def shutdown(self) -> None:
+        if self._job is not None:
+            self._job.shutdown()
+        self.chooser.shutdown()
+
+    def closeEvent(self, event: Any) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    def _show_error(self, message: str) -> None:
+        self.error = message
+        self.query_caption.setText(f"<span style='color:{ERROR_RED}'>{message}</span>")
+
+    # ---- dialogs and drops ----------------------------------------------------------------------
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Gallery folder")
+        if folder:
+            self.set_gallery(folder)
+
+    def _choose_index(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open an index folder (made by `alexgui index`)")
+        if folder:
+            self.open_index(folder)
+
+    def _choose_query(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Query image", "", "Images (*.jpg *.jpeg *.png *.bmp *.gif *.tif *.tiff *.webp);;All files (*)")
+        if path:
+            self.query(path)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event: QDragEnterEvent) -> None:  # type: ignore[override]
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if not files:
+            return
+        event.acceptProposedAction()
+        if Path(files[0]).is_dir():
+            self.set_gallery(files[0])
+        else:
+            self.query(files[0])

@@ -1,0 +1,177 @@
+"""Training with the window open and plotting, against headless training, in one process.
+
+1. Training images/s of the same run settings, headless (engine.train driven by a plain loop, as
+   `alexgui train` does) and in the main window (worker thread, live plots, log, progress),
+   alternated A B A B after a warm-up; medians of the per-step images/s of each run (the first two
+   steps of a run are warm-up). Goal: window / headless >= 0.95.
+2. The longest stall of the GUI event loop while the window trains: a 5 ms QTimer records the gaps
+   between its ticks from the first training step to the last. Goal: <= 50 ms on CPU.
+
+Runs offscreen when there is no display. --screenshot PATH also saves the window (at --size) after
+a longer run on the demo data, for the docs.
+Usage: python -m benchmarks.bench_gui_training [--device cpu] [--batch-size 16] [--steps 10] [--rounds 3]
+           [--screenshot docs/screenshot-training.png --screenshot-steps 120 --size 1280x800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import torch  # noqa: E402
+from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
+
+from alexgui.config import RunConfig  # noqa: E402
+from alexgui.engine.events import Failed, StepDone  # noqa: E402
+from alexgui.engine.rundir import RunDir  # noqa: E402
+from alexgui.engine.train import train  # noqa: E402
+from alexgui.qt.app import MainWindow, apply_theme, ensure_app  # noqa: E402
+from alexgui.qt.panels.monitor import TrainSettingsForm  # noqa: E402
+from alexgui.qt.settings import AppSettings, open_settings  # noqa: E402
+
+WARMUP_STEPS = 2
+
+
+def bench_config(args: argparse.Namespace, steps: int) -> RunConfig:
+    cfg = TrainSettingsForm.first_launch_config()  # the demo data and the paper's optimiser
+    cfg.data.workers = 0
+    cfg.data.crop = args.crop
+    cfg.train.device = args.device
+    cfg.train.batch_size = args.batch_size
+    cfg.train.epochs = 1000
+    cfg.train.max_steps = steps + WARMUP_STEPS
+    cfg.train.checkpoint_minutes = 0
+    return cfg
+
+
+def headless(cfg: RunConfig, workdir: Path) -> list[float]:
+    run = RunDir.create(Path(tempfile.mkdtemp(dir=workdir)) / "run", cfg)
+    rates = []
+    for ev in train(cfg, run):
+        if isinstance(ev, StepDone):
+            rates.append(ev.images_per_s)
+        elif isinstance(ev, Failed):
+            raise SystemExit(f"headless training failed: {ev.message}")
+    run.close()
+    return rates[WARMUP_STEPS:]
+
+
+class StallProbe:
+    """Gaps between the ticks of a 5 ms timer: how long the event loop could not run."""
+
+    def __init__(self) -> None:
+        self.ticks: list[float] = []
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(lambda: self.ticks.append(time.time()))
+
+    def gaps_between(self, start: float, end: float) -> list[float]:
+        inside = [t for t in self.ticks if start <= t <= end]
+        return [b - a for a, b in zip(inside, inside[1:])]
+
+
+def in_window(window: MainWindow, cfg: RunConfig, probe: StallProbe, grab: tuple[str, int] | None = None) -> tuple[list[float], list[float]]:
+    """Per-step images/s and event-loop gaps (s) of one run trained from the window."""
+    window.monitor.form.set_config(cfg)
+    loop = QEventLoop()
+    window.session.finished.connect(loop.quit)
+    if grab is not None:
+        path, at_step = grab
+
+        def maybe_grab() -> None:
+            entry = window.runs.get(window._training_key or "")
+            if entry is not None and entry.history.step_count >= at_step and window.session.state == "running":
+                window.grab().save(path)
+                print(f"saved {path} ({window.width()}x{window.height()}) at step {entry.history.step_count}")
+                window.session.stop()
+
+        checker = QTimer()
+        checker.timeout.connect(maybe_grab)
+        checker.start(500)
+    probe.ticks.clear()
+    probe.timer.start()
+    window.start_training()
+    loop.exec()
+    probe.timer.stop()
+    window.session.finished.disconnect(loop.quit)
+    history = window.runs[max(window.runs, key=lambda k: int(k[3:]))].history
+    steps = [float(x) for x in history.column("ips")][WARMUP_STEPS:]
+    # The steady state: from the end of the warm-up steps to the last step.
+    times = history.step_times()
+    gaps = probe.gaps_between(times[WARMUP_STEPS - 1], times[-1]) if len(times) > WARMUP_STEPS else []
+    return steps, gaps
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--crop", type=int, default=224)
+    p.add_argument("--steps", type=int, default=10, help="measured steps per run (after 2 warm-up steps)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--screenshot", help="save the window to this PNG after a longer run")
+    p.add_argument("--screenshot-steps", type=int, default=120)
+    p.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT")
+    args = p.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+
+    workdir = Path(tempfile.mkdtemp(prefix="alexgui-bench-gui-"))
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(workdir / "settings"))
+    app = ensure_app()
+    apply_theme(app)
+    settings = AppSettings(open_settings("alexgui-bench", "alexgui"))
+    settings.runs_root = workdir / "runs"
+    window = MainWindow(settings)
+    window.resize(width, height)
+    window.show()
+    probe = StallProbe()
+
+    if args.screenshot:
+        cfg = bench_config(args, args.screenshot_steps + 50)
+        cfg.train.max_steps = 0
+        cfg.train.epochs = TrainSettingsForm.first_launch_config().train.epochs
+        in_window(window, cfg, probe, grab=(args.screenshot, args.screenshot_steps))
+        window.session.shutdown()
+        window.close()
+        return 0
+
+    cfg = bench_config(args, args.steps)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, Qt platform {app.platformName()}")
+    print(f"settings: demo data, {cfg.model.arch} AlexNet, crop {cfg.data.crop}, batch {cfg.train.batch_size}, "
+          f"device {cfg.train.device}, {args.steps} measured steps per run, {args.rounds} rounds")
+    headless(cfg, workdir)  # warm-up: demo data, decoded cache, allocator
+    rows = []
+    all_gaps: list[float] = []
+    for r in range(args.rounds):
+        a = statistics.median(headless(cfg, workdir))
+        b_rates, gaps = in_window(window, cfg, probe)
+        b = statistics.median(b_rates)
+        all_gaps += gaps
+        rows.append((a, b))
+        print(f"round {r + 1}: headless {a:7.1f} images/s   window {b:7.1f} images/s   ratio {b / a:5.3f}   "
+              f"longest event-loop stall {1000 * max(gaps, default=0):5.1f} ms")
+    headless_median = statistics.median(a for a, _ in rows)
+    window_median = statistics.median(b for _, b in rows)
+    all_gaps.sort()
+    p99 = all_gaps[int(0.99 * (len(all_gaps) - 1))] if all_gaps else 0.0
+    print(f"\nimages/s, median of rounds: headless {headless_median:.1f}, window {window_median:.1f}, "
+          f"ratio {window_median / headless_median:.3f} (goal >= 0.95)")
+    print(f"GUI event loop while training: longest stall {1000 * max(all_gaps, default=0):.1f} ms (goal <= 50 ms), "
+          f"p99 gap {1000 * p99:.1f} ms, {len(all_gaps)} ticks of a 5 ms timer")
+    window.session.shutdown()
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

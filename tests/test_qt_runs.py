@@ -1,0 +1,154 @@
+"""Watching run folders written elsewhere, overlaying runs, and run folders that are broken."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from alexgui.config import RunConfig
+from alexgui.engine.events import EpochDone, RunStarted, StepDone, Stopped
+from alexgui.engine.rundir import RunDir
+from alexgui.qt.app import MainWindow
+
+pytestmark = pytest.mark.timeout(120)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def step(i: int, loss: float = 2.0, epoch: int = 0) -> StepDone:
+    return StepDone(i, epoch, batch=i, batches=10, loss=loss, top1_err=0.8, top5_err=0.4, lr=0.01, images_per_s=50.0)
+
+
+def make_run(path: Path, steps: int, lrn: bool = True) -> RunDir:
+    cfg = RunConfig()
+    cfg.model.lrn = lrn
+    run = RunDir.create(path, cfg)
+    run.append(RunStarted(0, 0, device="cpu", arch="paper", num_classes=3, class_names=["a", "b", "c"],
+                          train_images=40, val_images=10, steps_per_epoch=10, epochs=5))
+    for i in range(1, steps + 1):
+        run.append(step(i, loss=2.0 - 0.05 * i))
+    run.close()
+    return run
+
+
+@pytest.fixture
+def window(qtbot, qt_settings):
+    w = MainWindow(qt_settings, devices=[("cpu", "CPU")], watch_poll_ms=50)
+    qtbot.addWidget(w)
+    return w
+
+
+def points(w: MainWindow, key: str, series: str = "loss") -> int:
+    x, _ = w.plots.curve(key, series).getData()
+    return 0 if x is None else len(x)
+
+
+def test_a_run_appended_to_by_another_process_updates_the_curves(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    run = make_run(tmp_path / "remote-run", steps=5)
+    entry = window.open_run(run.path)
+    assert entry is not None and entry.source == "watching"
+    assert points(window, entry.key) == 5  # the whole history at once
+    assert "Epoch 1 of 5" in window.monitor.progress.title.text()
+
+    writer = textwrap.dedent(
+        f"""
+        from alexgui.engine.rundir import RunDir
+        from alexgui.engine.events import StepDone, EpochDone
+        run = RunDir.open({str(run.path)!r})
+        for i in range(6, 11):
+            run.append(StepDone(i, 0, batch=i, batches=10, loss=1.0, top1_err=0.5, top5_err=0.2, lr=0.01, images_per_s=60.0))
+        run.append(EpochDone(10, 0, train_loss=1.2, train_top1_err=0.6, train_top5_err=0.3, val_loss=1.3,
+                             val_top1_err=0.55, val_top5_err=0.25, lr=0.01, seconds=12.0))
+        run.close()
+        """
+    )
+    subprocess.run([sys.executable, "-c", writer], check=True, cwd=REPO, timeout=60)
+    qtbot.waitUntil(lambda: points(window, entry.key) == 10, timeout=10_000)
+    qtbot.waitUntil(lambda: points(window, entry.key, "val_top1") == 1, timeout=10_000)
+    _, val = window.plots.curve(entry.key, "val_top1").getData()
+    assert val[0] == pytest.approx(55.0)  # plotted in percent
+    assert "Epoch 1 done" in window.log.text()
+    assert not window.session.is_running  # watching trains nothing here
+
+
+def test_a_partial_last_line_waits_for_the_rest(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", steps=2)
+    entry = window.open_run(run.path)
+    line = (b'{"type": "step", "step": 3, "epoch": 0, "time": 1.0, "batch": 3, "batches": 10, "loss": 1.5, '
+            b'"top1_err": 0.7, "top5_err": 0.3, "lr": 0.01, "images_per_s": 40.0}\n')
+    with open(run.metrics_path, "ab") as f:
+        f.write(line[:40])
+    qtbot.wait(200)
+    assert points(window, entry.key) == 2
+    with open(run.metrics_path, "ab") as f:
+        f.write(line[40:])
+    qtbot.waitUntil(lambda: points(window, entry.key) == 3, timeout=5_000)
+
+
+def test_several_runs_overlay_with_their_own_colours_and_checkboxes(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    lrn_on = window.open_run(make_run(tmp_path / "lrn-on", steps=8, lrn=True).path)
+    lrn_off = window.open_run(make_run(tmp_path / "lrn-off", steps=6, lrn=False).path)
+    assert lrn_on is not None and lrn_off is not None
+    assert lrn_on.color != lrn_off.color
+    assert set(window.plots.run_keys) == {lrn_on.key, lrn_off.key}
+    assert window.plots.run_keys[0] == lrn_off.key  # the run just opened is current and drawn on top
+    pen = window.plots.curve(lrn_on.key, "loss_smooth").opts["pen"]
+    assert pen.color() == lrn_on.color
+
+    window.runs_panel.set_checked(lrn_on.key, False)
+    assert window.plots.run_keys == [lrn_off.key]
+    window.runs_panel.set_checked(lrn_on.key, True)
+    assert set(window.plots.run_keys) == {lrn_on.key, lrn_off.key}
+
+    window.runs_panel.set_current(lrn_on.key)
+    assert window.plots.run_keys[0] == lrn_on.key
+    window.remove_run(lrn_off.key)
+    assert window.plots.run_keys == [lrn_on.key] and window.runs_panel.keys() == [lrn_on.key]
+    assert window.open_run(tmp_path / "lrn-on") is lrn_on  # opening it again selects it
+
+
+def test_a_folder_that_is_not_a_run_gives_a_message_and_nothing_breaks(window: MainWindow, tmp_path: Path) -> None:
+    folder = tmp_path / "holiday-photos"
+    folder.mkdir()
+    assert window.open_run(folder) is None
+    assert str(folder) in window.last_error and "config.toml" in window.last_error
+    assert window.runs == {}
+
+    broken = tmp_path / "broken-run"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "config.toml").write_text("[train\nepochs = ", encoding="utf-8")
+    assert window.open_run(broken) is None
+    assert "config.toml" in window.last_error and "TOML" in window.last_error
+    assert window.open_run(tmp_path / "missing") is None
+    assert "no such folder" in window.last_error
+
+
+def test_bad_lines_in_a_run_are_reported_and_the_rest_is_shown(window: MainWindow, tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", steps=3)
+    with open(run.metrics_path, "ab") as f:
+        f.write(b"this is not json\n")
+    RunDir.open(run.path).append(step(4))
+    RunDir.open(run.path).append(Stopped(4, 0, checkpoint=None))
+    entry = window.open_run(run.path)
+    assert entry is not None
+    assert points(window, entry.key) == 4
+    assert "line 5" in window.log.text()
+    assert entry.history.state == "stopped"
+    assert window.act_resume_run.isEnabled()  # a stopped run can be continued
+
+
+def test_a_resumed_run_replaces_the_steps_after_its_checkpoint(window: MainWindow, tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", steps=6)
+    run.append(Stopped(6, 0, checkpoint=None))
+    # Resumed from a checkpoint at step 4: steps 5 and 6 are done again.
+    run.append(RunStarted(4, 0, device="cpu", arch="paper", num_classes=3, class_names=["a", "b", "c"],
+                          train_images=40, val_images=10, steps_per_epoch=10, epochs=5, resumed=True))
+    run.append(step(5, loss=0.5))
+    run.close()
+    entry = window.open_run(run.path)
+    x, y = window.plots.curve(entry.key, "loss").getData()
+    assert list(x) == [1, 2, 3, 4, 5]
+    assert y[-1] == pytest.approx(0.5)

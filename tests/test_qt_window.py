@@ -1,0 +1,249 @@
+"""The main window: first launch, settings round trip, docks, drops, hooks, the gui command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QLabel
+
+from alexgui.commands import gui
+from alexgui.config import RunConfig
+from alexgui.engine.events import EpochDone, Paused, RunStarted, StepDone
+from alexgui.qt.app import MainWindow, has_display
+from alexgui.qt.panels.log import describe_event
+from alexgui.qt.panels.monitor import PRESETS
+from alexgui.qt.session import RunHistory, format_duration, run_dir_name
+from alexgui.qt.settings import MAX_RECENT, AppSettings, open_settings
+
+
+@pytest.fixture
+def window(qtbot, qt_settings: AppSettings) -> MainWindow:
+    w = MainWindow(qt_settings, devices=[("cpu", "CPU"), ("cuda:0", "GPU 0: Test GPU")])
+    qtbot.addWidget(w)
+    return w
+
+
+def test_first_launch_selects_the_demo_with_the_papers_optimiser_and_a_quick_amount_of_work(window: MainWindow) -> None:
+    cfg = window.monitor.form.config()
+    assert cfg.data.data == "demo"
+    assert window.monitor.form.dataset.currentText() == "Built-in demo dataset"
+    assert (cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay) == (0.01, 0.9, 0.0005)
+    quick = PRESETS[0]
+    assert (cfg.train.epochs, cfg.train.batch_size) == (quick.epochs, quick.batch_size)
+    assert "batch 32" in window.monitor.form.preset_note.text()  # the UI says what differs from the paper
+    assert cfg.model == RunConfig().model and cfg.data.pca_noise == 0.1
+    assert window.act_start.isEnabled() and not window.act_stop.isEnabled()
+    assert window.plots.placeholder.isVisibleTo(window.plots)
+
+
+def test_the_form_covers_the_ablation_switches_and_devices(window: MainWindow) -> None:
+    form = window.monitor.form
+    form.lrn.setChecked(False)
+    form.overlapping.setChecked(False)
+    form.activation.setCurrentIndex(form.activation.findData("tanh"))
+    form.dropout.setChecked(False)
+    form.pca_noise.setChecked(False)
+    form.device.setCurrentIndex(1)
+    cfg = form.config()
+    assert (cfg.model.lrn, cfg.model.pooling, cfg.model.activation, cfg.model.dropout) == (False, "non-overlapping", "tanh", 0.0)
+    assert cfg.data.pca_noise == 0.0 and cfg.train.device == "cuda:0"
+    form.preset.setCurrentIndex(form.preset.findData("paper"))
+    assert (form.config().train.epochs, form.config().train.batch_size) == (90, 128)
+    form.epochs.setValue(3)
+    assert form.preset_name == "custom"
+    # Fields the form does not show pass through unchanged.
+    hidden = form.config()
+    hidden.model.lrn_formula = "torch"
+    hidden.train.seed = 7
+    form.set_config(hidden)
+    assert form.config() == hidden
+
+
+def test_settings_round_trip(qt_settings: AppSettings, tmp_path: Path) -> None:
+    for i in range(MAX_RECENT + 3):
+        qt_settings.add_recent("run", tmp_path / f"run{i}")
+    qt_settings.add_recent("run", tmp_path / "run5")
+    cfg = RunConfig()
+    cfg.train.epochs = 17
+    cfg.model.lrn = False
+    qt_settings.last_config = cfg
+    qt_settings.runs_root = tmp_path / "elsewhere"
+    qt_settings.sync()
+
+    again = AppSettings(open_settings(qt_settings.store.organizationName(), "alexgui"))
+    assert again.path == qt_settings.path and Path(again.path).is_relative_to(tmp_path)
+    runs = again.recent("run")
+    assert len(runs) == MAX_RECENT and runs[0] == str(tmp_path / "run5") and runs.count(str(tmp_path / "run5")) == 1
+    assert again.last_config == cfg
+    assert again.runs_root == tmp_path / "elsewhere"
+    again.clear_recent()
+    assert again.recent("run") == []
+    with pytest.raises(ValueError, match="unknown recent-item kind"):
+        again.recent("photos")
+
+
+def test_an_unreadable_saved_config_falls_back_to_the_defaults(qt_settings: AppSettings) -> None:
+    qt_settings.store.setValue("train/config_toml", "[train]\nepochs = 'many'\n")
+    assert qt_settings.last_config is None
+
+
+def test_the_window_remembers_its_form_geometry_and_docks(qtbot, qt_settings: AppSettings) -> None:
+    first = MainWindow(qt_settings, devices=[("cpu", "CPU")])
+    qtbot.addWidget(first)
+    first.show()
+    first.resize(760, 560)  # inside the offscreen screen (800x600), which clamps bigger windows
+    first.log_dock.hide()
+    first.monitor.form.epochs.setValue(33)
+    first.close()
+
+    second = MainWindow(qt_settings, devices=[("cpu", "CPU")])
+    qtbot.addWidget(second)
+    second.show()
+    assert second.monitor.form.epochs.value() == 33
+    assert second.log_dock.isHidden() and not second.runs_dock.isHidden()
+    assert (second.width(), second.height()) == (760, 560)
+    second.reset_layout()
+    assert not second.log_dock.isHidden()
+
+
+def test_panels_dock_tabbed_and_appear_in_the_view_menu(window: MainWindow) -> None:
+    filters = window.add_panel("Filters", QLabel("conv1"), object_name="filtersDock")
+    classify = window.add_panel("Classify", QLabel("drop images"), object_name="classifyDock")
+    assert window.dockWidgetArea(filters) == Qt.DockWidgetArea.RightDockWidgetArea
+    assert classify in window.tabifiedDockWidgets(filters)
+    titles = [a.text() for a in window.view_menu.actions()]
+    assert "Filters" in titles and "Classify" in titles
+
+
+def _drop(target, paths: list[Path]) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    for kind in (QDragEnterEvent, QDragMoveEvent, QDropEvent):
+        ev = kind(QPointF(target.rect().center()), Qt.DropAction.CopyAction, mime,
+                  Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(target, ev)
+
+
+def test_files_dropped_anywhere_reach_the_files_dropped_signal(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    images = [tmp_path / "cat.jpg", tmp_path / "dog.png"]
+    for p in images:
+        p.write_bytes(b"x")
+    received: list[list[Path]] = []
+    window.files_dropped.connect(received.append)
+    window.show()
+    _drop(window, images)
+    assert received == [images]
+
+
+def test_a_dropped_folder_becomes_the_dataset_when_no_panel_takes_drops(window: MainWindow, tmp_path: Path) -> None:
+    folder = tmp_path / "my-photos"
+    folder.mkdir()
+    _drop(window, [folder])
+    assert window.monitor.form.config().data.data == str(folder)
+    assert window.settings.recent("dataset") == [str(folder)]
+
+
+def test_export_and_model_hooks_say_not_available_until_connected(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    assert window.open_model(model) is False
+    assert "not available" in window.statusBar().currentMessage()
+    opened: list[Path] = []
+    window.model_open_requested.connect(opened.append)
+    assert window.open_model(model) is True
+    assert opened == [model] and window.settings.recent("model") == [str(model)]
+    exported: list[bool] = []
+    window.export_requested.connect(lambda: exported.append(True))
+    window.act_export.trigger()
+    assert exported == [True]
+    assert window.open_model(tmp_path / "missing.onnx") is False
+    assert "missing.onnx" in window.last_error
+
+
+def test_common_actions_have_shortcuts(window: MainWindow) -> None:
+    for action in (window.act_start, window.act_pause, window.act_stop, window.act_save, window.act_open_dataset,
+                   window.act_open_run, window.act_open_model, window.act_quit):
+        assert not action.shortcut().isEmpty(), action.text()
+
+
+def test_the_status_bar_shows_the_device_and_state(window: MainWindow) -> None:
+    assert window.device_label.text() == "Device: CPU"
+    window.monitor.form.device.setCurrentIndex(1)
+    assert window.device_label.text() == "Device: GPU 0: Test GPU"
+    assert window.state_label.text() == "Idle"
+
+
+def test_gui_command_without_a_display_points_to_alexgui_train(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert gui.run(gui.default_args()) == 2
+    err = capsys.readouterr().err
+    assert "no display" in err and "alexgui train" in err
+
+
+@pytest.mark.parametrize(
+    ("env", "platform", "expected"),
+    [
+        ({}, "linux", False),
+        ({"DISPLAY": ":0"}, "linux", True),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", True),
+        ({"QT_QPA_PLATFORM": "offscreen"}, "linux", True),
+        ({"QT_QPA_PLATFORM": "xcb"}, "linux", False),
+        ({"QT_QPA_PLATFORM": "wayland", "DISPLAY": ":0"}, "linux", False),
+        ({}, "darwin", True),
+        ({}, "win32", True),
+    ],
+)
+def test_has_display(env: dict[str, str], platform: str, expected: bool) -> None:
+    assert has_display(env, platform) is expected
+
+
+def test_gui_parser_and_build_open_runs_and_data(qtbot, qt_settings: AppSettings, tmp_path: Path, monkeypatch) -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    gui.add_parser(sub)
+    data = tmp_path / "data"
+    data.mkdir()
+    from alexgui.engine.rundir import RunDir
+
+    runs = [RunDir.create(tmp_path / name, RunConfig()).path for name in ("a", "b")]
+    args = parser.parse_args(["gui", "--run", str(runs[0]), "--run", str(runs[1]), "--data", str(data)])
+    assert args.func is gui.run and args.run == [str(r) for r in runs]
+    monkeypatch.setattr("alexgui.qt.app.AppSettings", lambda: qt_settings)
+    _, window = gui.build(args)
+    qtbot.addWidget(window)
+    assert [e.path for e in window.runs.values()] == [r.resolve() for r in runs]
+    assert window.monitor.form.config().data.data == str(data)
+
+
+def test_run_history_eta_and_names() -> None:
+    h = RunHistory("r")
+    h.add([RunStarted(0, 0, device="cpu", arch="paper", num_classes=2, class_names=["a", "b"], train_images=40,
+                      val_images=4, steps_per_epoch=10, epochs=2, time=100.0)])
+    h.add([StepDone(i, 0, batch=i, batches=10, loss=1.0, top1_err=0.5, top5_err=0.0, lr=0.01, images_per_s=4.0,
+                    time=100.0 + 2 * i) for i in range(1, 6)])
+    epoch_left, run_left = h.eta()
+    assert epoch_left == pytest.approx(10.0) and run_left == pytest.approx(30.0)  # 2 s/step, 5 + 10 steps left
+    h.max_steps = 8
+    assert h.eta()[1] == pytest.approx(6.0)
+    h.add([Paused(5, 0)])
+    assert h.eta() == (None, None) and h.state == "paused"
+    assert format_duration(3725) == "1:02:05" and format_duration(None) == "–"
+    cfg = RunConfig()
+    assert run_dir_name(cfg, now=0).endswith("-demo")
+    cfg.data.data = "/data/my photos!"
+    assert run_dir_name(cfg, now=0).endswith("-my_photos")
+
+
+def test_log_lines_for_events() -> None:
+    epoch = EpochDone(30, 2, train_loss=1.0, train_top1_err=0.4, train_top5_err=0.1, val_loss=1.1, val_top1_err=0.45,
+                      val_top5_err=0.125, lr=0.01, seconds=9.6)
+    [(level, text)] = describe_event(epoch)
+    assert level == "info" and "Epoch 3" in text and "top-1 45.0%" in text and "top-5 12.5%" in text
+    assert describe_event(StepDone(1, 0, batch=1, batches=2, loss=1, top1_err=1, top5_err=1, lr=0.1, images_per_s=1)) == []
