@@ -15,7 +15,7 @@ from types import ModuleType
 from alexgui import __version__
 
 # Order is the order of `alexgui --help`.
-COMMANDS = ("gui", "train", "summary", "classify", "index", "neighbours", "export")
+COMMANDS = ("gui", "train", "summary", "classify", "index", "neighbours", "export", "experiment")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:

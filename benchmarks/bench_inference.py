@@ -15,9 +15,7 @@ file to its top-5 (decode, resize, preprocess, infer). --investigate adds ONNX R
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,17 +36,7 @@ from alexgui.engine.onnx_predict import OnnxPredictor, physical_cores  # noqa: E
 from alexgui.engine.predict import TorchPredictor  # noqa: E402
 from alexgui.engine.stats import DataStats  # noqa: E402
 from alexgui.engine.transforms import Preprocess  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
+from benchmarks.machine import cpu_name  # noqa: E402
 
 
 def interleaved(a: Callable[[], object], b: Callable[[], object], rounds: int, warmup: int = 2) -> tuple[float, float]:
@@ -95,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or physical_cores()
     torch.set_num_threads(threads)
     batches = [int(b) for b in args.batches.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="alexgui-bench-"))
+    with tempfile.TemporaryDirectory(prefix="alexgui-bench-") as folder:
+        return run_benchmark(args, threads, batches, Path(folder))
+
+
+def run_benchmark(args: argparse.Namespace, threads: int, batches: list[int], tmp: Path) -> int:
     torch_pred = make_predictor(args.arch, args.classes)
     print(f"exporting the {args.arch} model ...", file=sys.stderr)
     onnx_path = export_onnx(torch_pred, tmp / "model.onnx")

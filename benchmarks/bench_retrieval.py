@@ -70,9 +70,13 @@ def main() -> int:
         t_save16 = timed(lambda: np.save(f16_path, gallery.astype(np.float16)))
         print(f"storage: float32 {f32_path.stat().st_size / 1e9:.2f} GB (save {t_save32:.0f} ms), "
               f"float16 {f16_path.stat().st_size / 1e9:.2f} GB (save {t_save16:.0f} ms)")
-        t_load16 = timed(lambda: np.load(f16_path, allow_pickle=False).astype(np.float32))
+        from alexgui.engine.retrieval import _widen
+
+        t_load16_np = timed(lambda: np.load(f16_path, allow_pickle=False).astype(np.float32))
+        t_load16 = timed(lambda: _widen(np.load(f16_path, allow_pickle=False, mmap_mode="r")))
         t_map32 = timed(lambda: np.load(f32_path, allow_pickle=False, mmap_mode="r"))
-        print(f"open: float16 load + widen to float32 {t_load16:.0f} ms; float32 memory-map {t_map32:.1f} ms")
+        print(f"open: float16 load + widen to float32 {t_load16:.0f} ms as load_index does it (torch), "
+              f"{t_load16_np:.0f} ms with numpy astype; float32 memory-map {t_map32:.1f} ms")
 
         ram = gallery
         mapped = np.load(f32_path, allow_pickle=False, mmap_mode="r")

@@ -12,8 +12,6 @@ Usage: python -m benchmarks.bench_train_loop [--device cpu] [--batch-size 32] [-
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,6 +28,7 @@ from alexgui.engine.model import build_model
 from alexgui.engine.rundir import RunDir
 from alexgui.engine.train import train
 from alexgui.paths import cache_dir
+from benchmarks.machine import describe_cpu
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenette-224-mini"
 
@@ -84,18 +83,6 @@ def epoch_seconds(cfg: RunConfig, cached: bool) -> float:
     return time.perf_counter() - start
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -128,7 +115,7 @@ def main() -> None:
         uncached.append(epoch_seconds(cfg, cached=False))
     data_name = "imagenette-224-mini (real JPEGs)" if cfg.data.data != "demo" else "built-in demo set"
 
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_cpu()}")
     print(f"data: {data_name}; device {args.device}; batch {args.batch_size}; paper model, fp32")
     print()
     print("| measurement | alexgui | plain PyTorch | ratio |")

@@ -120,6 +120,7 @@ def test_interrupt_then_resume_continues_the_curve(dataset: Path, tmp_path: Path
         output, _ = proc.communicate(timeout=240)
     finally:
         proc.kill()
+        proc.stdout.close()
     assert proc.returncode == 130, output
     assert "--resume" in output
     stopped_at = load_checkpoint(run / "checkpoints" / "last.safetensors").meta["step"]
@@ -139,9 +140,10 @@ def test_killed_hard_resumes_from_last_checkpoint(dataset: Path, tmp_path: Path)
     try:
         wait_for(lambda: (run / "metrics.jsonl").exists() and len(step_lines(run)) >= 4)  # past epoch 1's checkpoint
         proc.kill()
-        proc.wait(timeout=60)
+        proc.communicate(timeout=60)
     finally:
         proc.kill()
+        proc.stdout.close()
     saved = load_checkpoint(run / "checkpoints" / "last.safetensors").meta["step"]
     assert saved >= 3
     out = alexgui("train", "--out", str(run), "--resume", "--max-steps", str(saved + 1))

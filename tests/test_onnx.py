@@ -184,6 +184,9 @@ def test_cli_export_writes_a_checked_model_and_a_passing_parity_report(paper_exp
     for o in model.graph.output:
         assert o.type.tensor_type.shape.dim[0].dim_param == "batch"
     assert [d.dim_value for d in model.graph.output[1].type.tensor_type.shape.dim[1:]] == [4096]
+    # LRN's x ** 0.75 is computed with square roots (see onnx_export), the parity below covers it.
+    ops = {n.op_type for n in model.graph.node}
+    assert "Pow" not in ops and "Sqrt" in ops
     report = json.loads(parity_path(out).read_text())
     assert report["passed"] is True
     assert report["generated"]["images"] == 8
@@ -246,6 +249,33 @@ def test_cli_export_reports_a_missing_model(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "nope.safetensors" in err and "no such file" in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_cache_key_follows_weights_names_and_precision(torch_predictor: TorchPredictor) -> None:
+    from alexgui.engine.onnx_predict import export_key
+
+    key = export_key(torch_predictor, False, 18)
+    assert key == export_key(torch_predictor, False, 18)
+    assert key != export_key(torch_predictor, True, 18)
+    assert key != export_key(torch_predictor, False, 20)
+    renamed = TorchPredictor(torch_predictor.model, torch_predictor.preprocess, CLASS_NAMES[::-1],
+                             torch_predictor.fingerprint, "renamed")
+    assert key != export_key(renamed, False, 18)
+
+
+def test_onnx_backend_takes_onnx_files_as_they_are_and_converts_the_rest(paper_export, checkpoint, monkeypatch) -> None:
+    from alexgui.engine.onnx_predict import load_onnx_backend
+
+    assert load_onnx_backend(paper_export[0], device="cpu").path == paper_export[0]
+    seen = {}
+
+    def fake_convert(cls, predictor, cache_dir=None, device="auto", threads=None, progress=None, keep=3):  # type: ignore[no-untyped-def]
+        seen.update(source=predictor.source, device=device)
+        return "converted"
+
+    monkeypatch.setattr(OnnxPredictor, "from_torch_predictor", classmethod(fake_convert))
+    assert load_onnx_backend(checkpoint, device="cpu") == "converted"
+    assert seen == {"source": str(checkpoint), "device": "cpu"}
 
 
 # ---- the exported file on its own ---------------------------------------------------------------

@@ -199,3 +199,29 @@ def test_trainer_reports_a_bad_device_string(dataset: Path, tmp_path: Path) -> N
     cfg.model.arch = "torchvision"
     events = list(train(cfg, RunDir.create(tmp_path / "run", cfg)))
     assert events[-1].type == "failed" and "single tower" in events[-1].message
+
+
+# -- feeding a GPU: batches read ahead in a thread -------------------------------------------
+
+
+def test_prefetched_batches_keep_order_errors_and_stop_cleanly() -> None:
+    import itertools
+    import threading
+
+    from alexgui.engine.train import _prefetched
+
+    assert list(_prefetched(iter(range(7)), depth=2)) == list(range(7))
+    endless = _prefetched(itertools.count(), depth=2)
+    assert [next(endless) for _ in range(4)] == [0, 1, 2, 3]
+    endless.close()  # the loop left early (stop, max steps): the producer thread must end
+    assert not any(t.name == "alexgui-prefetch" for t in threading.enumerate())
+
+    def failing():
+        yield "first"
+        raise OSError("cache file vanished")
+
+    got = []
+    with pytest.raises(OSError, match="vanished"):
+        for item in _prefetched(failing()):
+            got.append(item)
+    assert got == ["first"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alexgui.config import RunConfig
-from alexgui.engine.events import EpochDone, RunStarted, StepDone, Stopped
+from alexgui.engine.events import RunStarted, StepDone, Stopped
 from alexgui.engine.rundir import RunDir
 from alexgui.qt.app import MainWindow
 
@@ -152,3 +152,16 @@ def test_a_resumed_run_replaces_the_steps_after_its_checkpoint(window: MainWindo
     x, y = window.plots.curve(entry.key, "loss").getData()
     assert list(x) == [1, 2, 3, 4, 5]
     assert y[-1] == pytest.approx(0.5)
+
+
+def test_a_replaced_log_is_read_again_from_the_start(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", steps=6)
+    entry = window.open_run(run.path)
+    assert points(window, entry.key) == 6
+    fresh = tmp_path / "fresh.jsonl"
+    with open(fresh, "w", encoding="utf-8") as f:
+        f.write(run.metrics_path.read_text(encoding="utf-8").splitlines(keepends=True)[0])  # run_started only
+    fresh.replace(run.metrics_path)
+    qtbot.waitUntil(lambda: window.runs[entry.key].history.step_count == 0, timeout=5_000)
+    assert "read" in window.log.text() and "again" in window.log.text()
+    qtbot.waitUntil(lambda: points(window, window.runs[entry.key].key) == 0, timeout=5_000)

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from alexgui.config import RunConfig
-from alexgui.engine.events import Failed, StepDone
+from alexgui.engine.events import Failed, Finished, StepDone
 from alexgui.engine.rundir import read_events
 from alexgui.qt.app import MainWindow
 from alexgui.qt.session import TrainSession
@@ -86,7 +85,8 @@ def test_start_pause_resume_stop_with_the_real_engine(qtbot, window: MainWindow,
     assert window.act_start.isEnabled() and window.monitor.form.isEnabled()
     history = window.runs[key].history
     assert history.state == "stopped"
-    assert step_points(window, key) == history.step_count > paused_at
+    assert history.step_count > paused_at
+    qtbot.waitUntil(lambda: step_points(window, key) == history.step_count, timeout=5_000)
     # The engine wrote a checkpoint on stop, and the log says so.
     run = window.runs[key].path
     assert run is not None and (run / "checkpoints" / "last.safetensors").is_file()
@@ -152,7 +152,7 @@ def test_an_exception_in_the_engine_is_caught_and_shown(qtbot, qt_settings, tmp_
     # The failure is also in the run folder, so watching it later tells the same story.
     logged, _ = read_events(w.runs[w._current_key].path / "metrics.jsonl")
     assert isinstance(logged[-1], Failed) and "illegal memory access" in logged[-1].message
-    assert step_points(w, w._current_key) == 1
+    qtbot.waitUntil(lambda: step_points(w, w._current_key) == 1, timeout=5_000)
 
 
 def test_events_reach_the_gui_in_batches_not_one_signal_per_step(qtbot, tmp_path: Path) -> None:
@@ -162,9 +162,6 @@ def test_events_reach_the_gui_in_batches_not_one_signal_per_step(qtbot, tmp_path
         for i in range(1, 501):
             yield StepDone(i, 0, batch=i, batches=500, loss=1.0, top1_err=0.5, top5_err=0.2, lr=0.01, images_per_s=1e4)
         release.wait(5)
-        yield from ()
-        from alexgui.engine.events import Finished
-
         yield Finished(500, 0, reason="epochs")
 
     session = TrainSession(tmp_path / "runs", train_fn=fast_train)

@@ -16,7 +16,8 @@ from alexgui.engine.events import EpochDone, Paused, RunStarted, StepDone
 from alexgui.qt.app import MainWindow, has_display
 from alexgui.qt.panels.log import describe_event
 from alexgui.qt.panels.monitor import PRESETS
-from alexgui.qt.session import RunHistory, format_duration, run_dir_name
+from alexgui.formatting import format_duration
+from alexgui.qt.session import RunHistory, run_dir_name
 from alexgui.qt.settings import MAX_RECENT, AppSettings, open_settings
 
 
@@ -31,8 +32,10 @@ def test_first_launch_selects_the_demo_with_the_papers_optimiser_and_a_quick_amo
     cfg = window.monitor.form.config()
     assert cfg.data.data == "demo"
     assert window.monitor.form.dataset.currentText() == "Built-in demo dataset"
-    assert (cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay) == (0.01, 0.9, 0.0005)
     quick = PRESETS[0]
+    # the paper's momentum and weight decay; the quick preset's learning rate suits 10 classes (see PRESETS)
+    assert (cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay) == (quick.lr, 0.9, 0.0005) == (0.001, 0.9, 0.0005)
+    assert "0.01 is tuned for 1000 classes" in window.monitor.form.preset_note.text()
     assert (cfg.train.epochs, cfg.train.batch_size) == (quick.epochs, quick.batch_size)
     assert "batch 32" in window.monitor.form.preset_note.text()  # the UI says what differs from the paper
     assert cfg.model == RunConfig().model and cfg.data.pca_noise == 0.1
@@ -247,3 +250,34 @@ def test_log_lines_for_events() -> None:
     [(level, text)] = describe_event(epoch)
     assert level == "info" and "Epoch 3" in text and "top-1 45.0%" in text and "top-5 12.5%" in text
     assert describe_event(StepDone(1, 0, batch=1, batches=2, loss=1, top1_err=1, top5_err=1, lr=0.1, images_per_s=1)) == []
+
+
+def test_decimation_keeps_peaks_and_the_newest_point() -> None:
+    import numpy as np
+
+    from alexgui.qt.plots import decimate
+
+    x = np.arange(10_000, dtype=float)
+    y = np.sin(x / 50.0)
+    y[1234] = 9.0  # a loss spike must survive decimation
+    px, py = decimate(x, y, max_points=800, peaks=True)
+    assert len(px) <= 810 and py.max() == 9.0 and py.min() == pytest.approx(-1.0, abs=1e-3)
+    assert np.all(np.diff(px) >= 0)
+    sx, sy = decimate(x, y, max_points=800)
+    assert len(sx) <= 801 and sx[-1] == x[-1]
+    short = np.arange(5.0)
+    assert decimate(short, short)[0] is short
+
+
+def test_plots_draw_news_one_plot_at_a_time(qtbot, window: MainWindow) -> None:
+    h = RunHistory("r")
+    h.add([StepDone(1, 0, batch=1, batches=10, loss=2.0, top1_err=0.9, top5_err=0.5, lr=0.01, images_per_s=5.0)])
+    entry = window._add_entry(h, None, "trained here")
+    window._refresh_views()
+    assert len(window.plots.curve(entry.key, "loss").getData()[0]) == 1  # a new run is drawn at once
+    h.add([StepDone(2, 0, batch=2, batches=10, loss=1.9, top1_err=0.9, top5_err=0.5, lr=0.01, images_per_s=5.0)])
+    window._refresh_views()
+    lengths = [len(window.plots.curve(entry.key, s).getData()[0]) for s in ("loss", "top1_smooth", "lr", "ips")]
+    assert lengths.count(2) == 1 and window.plots.pending  # the rest follow on the timer
+    qtbot.waitUntil(lambda: not window.plots.pending, timeout=2_000)
+    assert [len(window.plots.curve(entry.key, s).getData()[0]) for s in ("loss", "top1_smooth", "lr", "ips")] == [2] * 4

@@ -54,9 +54,12 @@ def build(args: argparse.Namespace):  # -> tuple[QApplication, MainWindow]; Qt t
 
     from alexgui.qt.app import MainWindow, apply_theme, ensure_app
 
+    from alexgui.qt.explorer import install_explorer
+
     app = ensure_app()
     apply_theme(app)
     window = MainWindow()
+    install_explorer(window)
     for run_dir in getattr(args, "run", None) or []:
         window.open_run(Path(run_dir))
     if getattr(args, "data", None):

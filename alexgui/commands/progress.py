@@ -26,15 +26,9 @@ from alexgui.engine.events import (
     StepDone,
     Stopped,
 )
+from alexgui.formatting import format_duration
 
 _PLAIN_LINE_SECONDS = 10.0
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def bar(fraction: float, width: int) -> str:
@@ -44,9 +38,10 @@ def bar(fraction: float, width: int) -> str:
 
 
 class TrainPrinter:
-    def __init__(self, out: TextIO, run_path: Path) -> None:
+    def __init__(self, out: TextIO, run_path: Path, lr: float | None = None) -> None:
         self.out = out
         self.run_path = run_path
+        self.lr = lr
         self.tty = out.isatty()
         self.exit_code = 0
         self._bar_shown = False
@@ -88,6 +83,11 @@ class TrainPrinter:
             f"{e.val_images} val images, {e.steps_per_epoch} steps per epoch, {e.epochs} epochs"
             + (f" (from step {e.step})" if e.resumed else "")
         )
+        if self.lr is not None and self.lr >= 0.005 and e.num_classes < 100 and not e.resumed:
+            self.note(
+                f"hint: the paper's learning rate {self.lr:g} is tuned for 1000 classes; with {e.num_classes} the first "
+                "steps may overshoot (loss far above ln(classes)). If the loss stays high, try --lr 0.001."
+            )
 
     def _on_step(self, e: StepDone) -> None:
         self._speed = e.images_per_s if self._speed is None else 0.9 * self._speed + 0.1 * e.images_per_s
@@ -97,7 +97,7 @@ class TrainPrinter:
             per_step = now - self._last_step_time
         self._last_step_time = now
         remaining = e.batches - e.batch
-        eta = format_duration(remaining * per_step) if per_step is not None else "--:--"
+        eta = format_duration(remaining * per_step) if per_step is not None else "–"
         text = (
             f"epoch {e.epoch + 1}/{self._epochs} {bar(e.batch / max(e.batches, 1), 24)} {e.batch}/{e.batches} "
             f"loss {e.loss:.3f} top-1 err {e.top1_err:.1%} lr {e.lr:.0e} {self._speed:.1f} img/s ETA {eta}"

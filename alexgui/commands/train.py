@@ -147,7 +147,7 @@ def _train(cfg: RunConfig, run_dir: RunDir, resume: bool, ctx: DistContext | Non
     control = TrainControl()
     main = ctx is None or ctx.is_main
     # Ranks other than 0 stay quiet (their figures are rank 0's) except for their own failures.
-    printer = TrainPrinter(sys.stdout if main else io.StringIO(), run_dir.path)
+    printer = TrainPrinter(sys.stdout if main else io.StringIO(), run_dir.path, lr=cfg.train.lr)
     previous = signal.getsignal(signal.SIGINT)
 
     def on_interrupt(signum: int, frame: object) -> None:

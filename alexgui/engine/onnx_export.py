@@ -146,6 +146,7 @@ def export_onnx(
     got_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if got_opset != opset:
         raise ExportError(out, f"asked for opset {opset} but the exporter wrote {got_opset}")
+    _power_three_quarters_as_square_roots(proto)
     for key, value in build_metadata(predictor, precision).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -161,6 +162,50 @@ def export_onnx(
     except OSError as e:
         raise ExportError(out, f"cannot write ({e.strerror or e})") from None
     return out
+
+
+def _power_three_quarters_as_square_roots(proto: Any) -> int:
+    """Rewrite Pow(x, 0.75) as sqrt(x) * sqrt(sqrt(x)); returns how many were rewritten.
+
+    The paper's LRN raises its denominator to beta = 0.75. ONNX Runtime's CPU Pow with a fractional
+    exponent calls pow() per element, ~10% of the paper model's batch-1 time; two vectorised square
+    roots and a product give the same value (within 1-2 ulp; for x < 0 both are NaN) in a fraction
+    of the time. Other exponents are left alone.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    constants = {t.name: t for t in graph.initializer}
+    constants.update({n.output[0]: n.attribute[0].t for n in graph.node
+                      if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+
+    def is_three_quarters(name: str) -> bool:
+        if name not in constants:
+            return False
+        value = numpy_helper.to_array(constants[name])
+        return value.size == 1 and value.dtype.kind == "f" and float(value.reshape(())) == 0.75
+
+    nodes, rewritten = [], 0
+    for node in graph.node:
+        if node.op_type == "Pow" and node.domain in ("", "ai.onnx") and is_three_quarters(node.input[1]):
+            x, y = node.input[0], node.output[0]
+            root, fourth_root = f"{y}__sqrt", f"{y}__sqrt_sqrt"
+            nodes += [
+                helper.make_node("Sqrt", [x], [root], name=f"{node.name}__sqrt"),
+                helper.make_node("Sqrt", [root], [fourth_root], name=f"{node.name}__sqrt_sqrt"),
+                helper.make_node("Mul", [root, fourth_root], [y], name=f"{node.name}__x_pow_0_75"),
+            ]
+            rewritten += 1
+        else:
+            nodes.append(node)
+    if rewritten:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        unused = [t for t in graph.initializer if t.name not in used]
+        for t in unused:
+            graph.initializer.remove(t)
+    return rewritten
 
 
 def build_metadata(predictor: TorchPredictor, precision: str) -> dict[str, str]:

@@ -287,6 +287,7 @@ class Classified:
     top: list[TopClass] = field(default_factory=list)
     ms: float = 0.0  # preprocessing + forward pass for this image, milliseconds
     true_index: int | None = None
+    true_prob: float | None = None  # the true class's probability, when the true class is known
     error: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)  # the 256x256 uint8 input, for thumbnails
 
@@ -342,7 +343,9 @@ def classify_image(
     k = min(top_k, p.shape[0])
     order = np.argsort(-p, kind="stable")[:k]
     top = [TopClass(predictor.class_names[i], int(i), float(p[i])) for i in order]
-    return Classified(name, top, ms, true_class(name, predictor.class_names, predictor.wnids), image=u8)
+    truth = true_class(name, predictor.class_names, predictor.wnids)
+    true_prob = float(p[truth]) if truth is not None else None
+    return Classified(name, top, ms, truth, true_prob, image=u8)
 
 
 def classify_files(

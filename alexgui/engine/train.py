@@ -322,15 +322,23 @@ class _Trainer:
     # -- placement and data parallelism -----------------------------------------------------
 
     def _prepare_data(self) -> Generator[Event, None, PreparedData]:
-        # Rank 0 fills the decoded-image cache (and makes the demo set) before the others open it.
-        if not self.dist.is_main:
+        if not self.dist.active:
+            return (yield from self._prepare_now())
+        # Who fills a decoded-image cache (and makes the demo set) must not race another process doing
+        # the same: rank 0 first, then the first process of each other machine, then everyone else.
+        my_turn = 0 if self.dist.is_main else 1 if self.dist.local_rank == 0 else 2
+        data: PreparedData | None = None
+        for turn in range(3):
+            if turn == my_turn:
+                data = yield from self._prepare_now()
             barrier(self.dist)
-        data: PreparedData = yield from _reporting(
-            prepare_dataset, self.step, self.epoch, self.cfg.data, cache_dir(), stop=self.control.stop
-        )
-        if self.dist.is_main:
-            barrier(self.dist)
+        assert data is not None
         return data
+
+    def _prepare_now(self) -> Generator[Event, None, PreparedData]:
+        return (
+            yield from _reporting(prepare_dataset, self.step, self.epoch, self.cfg.data, cache_dir(), stop=self.control.stop)
+        )
 
     def _place(self, model: AlexNetBase) -> AlexNetBase:
         """Onto the device(s), in the memory format and compiled as the config asks."""
@@ -384,10 +392,9 @@ class _Trainer:
 
     def _loop(self, data: PreparedData, steps_per_epoch: int) -> Generator[Event, None, None]:
         cfg, control, device = self.cfg, self.control, self.device
-        model, optimizer, schedule = self.model, self.optimizer, self.schedule
+        model, schedule = self.model, self.schedule
         max_steps = cfg.train.max_steps
         last_checkpoint_time = time.monotonic()
-        last_snapshot_time = -math.inf
         pin = device.type == "cuda"
         self._send_kernels()
         last_snapshot_time = time.monotonic()
@@ -398,6 +405,8 @@ class _Trainer:
             start = self.batch * cfg.train.batch_size * self.dist.world_size  # global batches are full
             mine = rank_order(order, start, cfg.train.batch_size, self.dist.rank, self.dist.world_size)
             batches = data.train.batches(mine, cfg.train.batch_size, cfg.data.workers, pin_memory=pin)
+            if device.type == "cuda":
+                batches = _prefetched(batches)
             model.train()
             step_start = time.monotonic()
             for u8, labels in batches:
@@ -637,6 +646,51 @@ def _reporting(
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+class _ProducerFailed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def _prefetched(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
+    """`items`, produced up to `depth` ahead in a background thread, so that reading the next batch out
+    of the cache into pinned memory overlaps the GPU's work on this one (the step waits on the GPU)."""
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    finished = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not finished.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer's thread
+            put(_ProducerFailed(e))
+            return
+        put(_END)
+
+    worker = threading.Thread(target=produce, name="alexgui-prefetch", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, _ProducerFailed):
+                raise item.error
+            yield item
+    finally:
+        finished.set()
+        worker.join()
 
 
 def _devices(spec: str) -> list[torch.device]:

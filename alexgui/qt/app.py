@@ -311,6 +311,7 @@ class MainWindow(QMainWindow):
         entry.history.add(history_events)
         watcher.events.connect(lambda events, key=entry.key: self._on_watched_events(key, events))
         watcher.problems.connect(lambda lines, name=entry.name: self._log_problems(lines, name))
+        watcher.restarted.connect(lambda key=entry.key: self._on_watched_restart(key))
         self._log_problems(problems, entry.name)
         self.log.add_message(f"Opened run {path} ({entry.history.step_count} steps so far)", "info", entry.name)
         self.log.add_events([e for e in history_events if isinstance(e, Failed)], entry.name)
@@ -470,7 +471,7 @@ class MainWindow(QMainWindow):
             self._training_key = entry.key
         entry.history.max_steps = self.monitor.form.config().train.max_steps
         self.runs_panel.set_current(entry.key)
-        self.log.add_message(f"Training in {run_path}", "info", entry.name)
+        self.log.add_message(f"Training in {run_path}", "info", entry.name if len(self.runs) > 1 else "")
         self.monitor.set_form_enabled(False)
         self._refresh_views()
 
@@ -561,6 +562,14 @@ class MainWindow(QMainWindow):
             return
         entry.history.add(events)
         self.log.add_events(events, entry.name)
+        self._refresh_views()
+
+    def _on_watched_restart(self, key: str) -> None:
+        entry = self.runs.get(key)
+        if entry is None:
+            return
+        entry.history = RunHistory(entry.name)
+        self.log.add_message(f"{entry.path}: metrics.jsonl was replaced; reading it again from the start", "warn", entry.name)
         self._refresh_views()
 
     def _log_problems(self, lines: list[str], run_name: str) -> None:

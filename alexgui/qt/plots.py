@@ -1,7 +1,7 @@
 """Live training curves: loss, top-1 / top-5 error, learning rate and throughput, for one or more runs.
 
-One curve item per series, updated with setData only when its run has news (RunHistory.version), with
-peak downsampling and clip-to-view so that a 90-epoch run draws as fast as a 9-step one.
+One curve item per series, updated with setData only when its run has news (RunHistory.data_version)
+and decimated to about two points per pixel, so that a 90-epoch run draws as fast as a 9-step one.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
@@ -22,6 +22,19 @@ PANEL = "#22272e"
 FOREGROUND = "#c9d1d9"
 MUTED = "#8b949e"
 GRID_ALPHA = 0.12
+# Points drawn per curve at most: about two per pixel of a plot's width. Long runs are decimated here
+# (min/max per bin for the noisy per-step curves, so spikes stay visible) rather than by pyqtgraph's
+# auto-downsampling, which is only as good as the view range known when setData is called.
+MAX_POINTS = 800
+
+STAGGER_MS = 60
+PLOT_SERIES = {
+    "loss": ("loss", "loss_smooth"),
+    "error": ("top1_smooth", "top5_smooth", "val_top1", "val_top5"),
+    "lr": ("lr",),
+    "speed": ("ips", "ips_smooth"),
+}
+
 # Tableau 10: distinct for the common colour-vision deficiencies, calm on a dark background.
 RUN_COLORS = ("#4e9de6", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac")
 
@@ -36,6 +49,32 @@ class LogAxis(pg.AxisItem):
             mantissa = x / 10 ** np.floor(np.log10(x)) if x > 0 else 0
             out.append(f"{x:g}" if any(abs(mantissa - m) < 1e-6 for m in (1, 2, 5)) else "")
         return out
+
+
+def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS, peaks: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """At most max_points points: every k-th point, or with peaks the min and max of each bin of 2k."""
+    n = len(x)
+    if n <= max_points:
+        return x, y
+    if not peaks:
+        k = -(-n // max_points)
+        idx = np.arange(0, n, k)
+        if idx[-1] != n - 1:
+            idx = np.append(idx, n - 1)  # always end at the newest point
+        return x[idx], y[idx]
+    bins = max_points // 2
+    k = -(-n // bins)
+    m = (n // k) * k
+    xb = x[:m].reshape(-1, k)
+    yb = y[:m].reshape(-1, k)
+    with np.errstate(invalid="ignore"):
+        lo = np.nanargmin(np.where(np.isnan(yb), np.inf, yb), axis=1)
+        hi = np.nanargmax(np.where(np.isnan(yb), -np.inf, yb), axis=1)
+    first, second = np.minimum(lo, hi), np.maximum(lo, hi)  # keep the pair in x order
+    rows = np.arange(len(xb))
+    px = np.stack([xb[rows, first], xb[rows, second]], axis=1).ravel()
+    py = np.stack([yb[rows, first], yb[rows, second]], axis=1).ravel()
+    return np.concatenate([px, x[m:]]), np.concatenate([py, y[m:]])
 
 
 def run_color(index: int) -> QColor:
@@ -53,7 +92,7 @@ class _RunCurves:
     history: RunHistory
     color: QColor
     items: dict[str, pg.PlotDataItem] = field(default_factory=dict)
-    drawn_version: int = -1
+    drawn: dict[str, int] = field(default_factory=dict)  # plot name -> history.data_version drawn there
 
 
 class MetricPlots(QWidget):
@@ -83,17 +122,24 @@ class MetricPlots(QWidget):
 
         self.loss_plot = self._add_plot(0, 0, "Training loss", "cross-entropy")
         self.error_plot = self._add_plot(0, 1, "Error: train (running) and validation (per epoch)", "error (%)")
-        self.lr_plot = self._add_plot(1, 0, "Learning rate", "learning rate (log scale)", LogAxis("left"))
-        self.speed_plot = self._add_plot(1, 1, "Throughput", "images / s")
+        # Row 1 holds the legends of the top plots, below their step axes, where they hide no data.
+        self.loss_legend = self._legend(0)
+        self.error_legend = self._legend(1)
+        self.lr_plot = self._add_plot(2, 0, "Learning rate", "learning rate (log scale)", LogAxis("left"))
+        self.speed_plot = self._add_plot(2, 1, "Throughput", "images / s")
         for plot in (self.loss_plot, self.error_plot):  # the bottom row names the shared step axis
             plot.setLabel("bottom", None)
         self.lr_plot.setLogMode(y=True)
         self.error_plot.setLimits(yMin=-2, yMax=102)
         self.speed_plot.setLimits(yMin=0)
-        for plot in (self.error_plot, self.lr_plot, self.speed_plot):
-            plot.setXLink(self.loss_plot)
-        self.loss_legend = self._legend(self.loss_plot, (-8, 8))  # loss falls: the top right is free
-        self.error_legend = self._legend(self.error_plot, (8, -8))  # error starts high: the bottom left is free
+        # Not x-linked: a plot redrawn alone must not make the other three repaint (they all follow the step range).
+        self._plots = {"loss": self.loss_plot, "error": self.error_plot, "lr": self.lr_plot, "speed": self.speed_plot}
+        self._next = 0
+        # News is drawn one plot per tick: four small paints instead of one big one keep the event loop
+        # responsive (a full repaint can take tens of milliseconds on a busy CPU).
+        self._stagger = QTimer(self)
+        self._stagger.setInterval(STAGGER_MS)
+        self._stagger.timeout.connect(self._draw_next)
 
     # -- construction -----------------------------------------------------------------------
 
@@ -103,8 +149,6 @@ class MetricPlots(QWidget):
         plot.setLabel("left", y_label, color=MUTED)
         plot.setLabel("bottom", "optimizer step", color=MUTED)
         plot.showGrid(x=True, y=True, alpha=GRID_ALPHA)
-        plot.setDownsampling(auto=True, mode="peak")
-        plot.setClipToView(True)
         plot.setMenuEnabled(True)
         font = QFont()
         font.setPointSizeF(8.5)
@@ -114,40 +158,50 @@ class MetricPlots(QWidget):
             axis.setTextPen(pg.mkPen(MUTED))
             axis.setStyle(tickFont=font, tickTextOffset=4)
             axis.enableAutoSIPrefix(False)  # "images / s" must not turn into "x1000 images / s"
+            # No sub-minor ticks (and no vertical minor grid lines): each grid line costs paint time.
+            axis.setStyle(maxTickLevel=1 if name == "left" else 0)
         plot.getAxis("left").setWidth(58)
         return plot
 
-    @staticmethod
-    def _legend(plot: pg.PlotItem, offset: tuple[int, int]) -> pg.LegendItem:
-        legend = plot.addLegend(offset=offset, labelTextColor=FOREGROUND, labelTextSize="8.5pt")
-        legend.setBrush(pg.mkBrush(_faded(QColor(PANEL), 215)))
-        legend.setPen(pg.mkPen("#3d444d"))
+    def _legend(self, col: int) -> pg.LegendItem:
+        legend = pg.LegendItem(colCount=4, labelTextColor=FOREGROUND, labelTextSize="8.5pt", horSpacing=18)
+        self.view.addItem(legend, row=1, col=col)
         return legend
 
-    def _make_curves(self, key: str, run: _RunCurves, label_runs: bool) -> None:
+    def _make_curves(self, run: _RunCurves, label_runs: bool, primary: bool) -> None:
+        """Curves of one run. With several runs the loss legend names the runs; the error legend
+        always explains the line styles, with the primary (current) run's curves."""
         c = run.color
-        name = run.history.name
-        thin = pg.mkPen(_faded(c, 80), width=1)
+        thin = pg.mkPen(_faded(c, 90), width=1)
         solid = pg.mkPen(c, width=2)
         dashed = pg.mkPen(c, width=1.6, style=Qt.PenStyle.DashLine)
 
-        def curve(plot: pg.PlotItem, pen: object, legend: str | None = None, **kw: object) -> pg.PlotDataItem:
-            item = pg.PlotDataItem(pen=pen, connect="finite", name=legend, **kw)
+        def curve(plot: pg.PlotItem, pen: object, legend: pg.LegendItem | None = None, label: str = "",
+                  **kw: object) -> pg.PlotDataItem:
+            # Antialiasing the long thin per-step curves costs more than it shows; the rest keep it.
+            kw.setdefault("antialias", pen is not thin)
+            item = pg.PlotDataItem(pen=pen, connect="finite", **kw)
             plot.addItem(item)
+            if legend is not None:
+                legend.addItem(item, label)
             return item
 
         items = run.items
-        items["loss"] = curve(self.loss_plot, thin)
-        items["loss_smooth"] = curve(self.loss_plot, solid, name if label_runs else "smoothed (EMA 0.9)")
-        if not label_runs:
-            self.loss_legend.addItem(items["loss"], "per step")
-        items["top1_smooth"] = curve(self.error_plot, pg.mkPen(c, width=1.5), None if label_runs else "train top-1")
-        items["top5_smooth"] = curve(self.error_plot, pg.mkPen(_faded(c, 150), width=1.5, style=Qt.PenStyle.DotLine),
-                                     None if label_runs else "train top-5")
+        loss_legend = self.loss_legend if label_runs or primary else None
+        style_legend = self.error_legend if primary else None
+        if label_runs:
+            items["loss"] = curve(self.loss_plot, thin)
+            items["loss_smooth"] = curve(self.loss_plot, solid, loss_legend, run.history.name)
+        else:
+            items["loss"] = curve(self.loss_plot, thin, loss_legend, "per step")
+            items["loss_smooth"] = curve(self.loss_plot, solid, loss_legend, "smoothed (EMA 0.9)")
+        items["top1_smooth"] = curve(self.error_plot, pg.mkPen(c, width=1.5), style_legend, "train top-1")
+        # A solid faded line, not a dotted one: dash patterns on a long antialiased path are slow to draw.
+        items["top5_smooth"] = curve(self.error_plot, pg.mkPen(_faded(c, 120), width=1.5), style_legend, "train top-5")
         symbol = {"symbol": "o", "symbolSize": 7, "symbolBrush": c, "symbolPen": pg.mkPen(BACKGROUND)}
-        items["val_top1"] = curve(self.error_plot, solid, None if label_runs else "val top-1", **symbol)
+        items["val_top1"] = curve(self.error_plot, solid, style_legend, "val top-1", **symbol)
         hollow = {"symbol": "o", "symbolSize": 7, "symbolBrush": BACKGROUND, "symbolPen": pg.mkPen(c, width=1.5)}
-        items["val_top5"] = curve(self.error_plot, dashed, None if label_runs else "val top-5", **hollow)
+        items["val_top5"] = curve(self.error_plot, dashed, style_legend, "val top-5", **hollow)
         items["lr"] = curve(self.lr_plot, solid)
         items["ips"] = curve(self.speed_plot, thin)
         items["ips_smooth"] = curve(self.speed_plot, solid)
@@ -165,13 +219,16 @@ class MetricPlots(QWidget):
                 self._remove(key)
             label_runs = len(runs) > 1
             # Draw the first (current) run last so it sits on top of the overlays.
-            for key, history, color in reversed(runs):
+            for i, (key, history, color) in reversed(list(enumerate(runs))):
                 self._runs[key] = _RunCurves(history, QColor(color))
-                self._make_curves(key, self._runs[key], label_runs)
+                self._make_curves(self._runs[key], label_runs, primary=i == 0)
             self._runs = {key: self._runs[key] for key, _, _ in runs}
         assert set(self._runs) == wanted
         self._stack.setCurrentIndex(1 if runs else 0)
-        self.refresh()
+        if same:
+            self.schedule()
+        else:
+            self.refresh()  # the user changed what is shown: draw it at once
 
     def _remove(self, key: str) -> None:
         run = self._runs.pop(key)
@@ -182,30 +239,65 @@ class MetricPlots(QWidget):
             if plot is not None:
                 plot.removeItem(item)
 
-    def refresh(self) -> bool:
-        """Redraw the runs whose history changed since the last call; True when anything was drawn."""
-        drew = False
-        for run in self._runs.values():
-            if run.drawn_version != run.history.version:
-                self._draw(run)
-                run.drawn_version = run.history.version
-                drew = True
-        return drew
+    def _stale(self, plot: str) -> bool:
+        return any(run.drawn.get(plot) != run.history.data_version for run in self._runs.values())
 
-    def _draw(self, run: _RunCurves) -> None:
+    @property
+    def pending(self) -> bool:
+        return any(self._stale(p) for p in self._plots)
+
+    def schedule(self) -> None:
+        """Draw what is new, one plot per tick."""
+        if self.pending and not self._stagger.isActive():
+            self._draw_next()
+            if self.pending:
+                self._stagger.start()
+
+    def _draw_next(self) -> None:
+        names = list(self._plots)
+        for offset in range(len(names)):
+            name = names[(self._next + offset) % len(names)]
+            if self._stale(name):
+                self._draw_plot(name)
+                self._next = (names.index(name) + 1) % len(names)
+                break
+        if not self.pending:
+            self._stagger.stop()
+
+    def refresh(self) -> bool:
+        """Draw everything that is new now; True when anything was drawn."""
+        stale = [name for name in self._plots if self._stale(name)]
+        for name in stale:
+            self._draw_plot(name)
+        self._stagger.stop()
+        return bool(stale)
+
+    def _draw_plot(self, name: str) -> None:
+        for run in self._runs.values():
+            if run.drawn.get(name) != run.history.data_version:
+                self._set_data(run, name)
+                run.drawn[name] = run.history.data_version
+        # Settle the auto-range now: left to the paint, a range change asks for a second full paint.
+        self._plots[name].getViewBox().updateAutoRange()
+
+    def _set_data(self, run: _RunCurves, plot: str) -> None:
         h = run.history
         steps = h.column("step")
         items = run.items
-        for name in ("loss", "loss_smooth", "top1_smooth", "top5_smooth", "ips", "ips_smooth"):
-            items[name].setData(steps, h.column(name))
-        lr = h.column("lr")
-        positive = lr > 0  # a log axis cannot show zero
-        items["lr"].setData(steps[positive], lr[positive])
-        epoch_steps = h.epoch_column("step")
-        for name in ("val_top1", "val_top5"):
-            values = h.epoch_column(name)
-            finite = np.isfinite(values)
-            items[name].setData(epoch_steps[finite], values[finite])
+        for name in PLOT_SERIES[plot]:
+            if name in ("loss", "ips"):
+                items[name].setData(*decimate(steps, h.column(name), peaks=True))
+            elif name == "lr":
+                lr = h.column("lr")
+                positive = lr > 0  # a log axis cannot show zero
+                items[name].setData(*decimate(steps[positive], lr[positive], peaks=True))
+            elif name in ("val_top1", "val_top5"):
+                epoch_steps = h.epoch_column("step")
+                values = h.epoch_column(name)
+                finite = np.isfinite(values)
+                items[name].setData(epoch_steps[finite], values[finite])
+            else:
+                items[name].setData(*decimate(steps, h.column(name)))
 
     def curve(self, key: str, series: str) -> pg.PlotDataItem:
         """The curve item of one run's series (tests and the benchmark read its data)."""

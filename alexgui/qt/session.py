@@ -99,13 +99,15 @@ EPOCH_COLUMNS = ("step", "epoch", "train_loss", "train_top1", "train_top5", "val
 class RunHistory:
     """Everything the monitor shows about one run. Plain Python: no Qt, easy to test.
 
-    `version` changes whenever something was added, so a view redraws only when there is news.
+    `version` changes whenever something was added, `data_version` only when the curves changed, so
+    the plots redraw only when there is something new to draw.
     """
 
     def __init__(self, name: str, smoothing: float = 0.9) -> None:
         self.name = name
         self.smoothing = smoothing
         self.version = 0
+        self.data_version = 0
         self.steps = {c: _Column() for c in STEP_COLUMNS}
         self.epochs = {c: _Column() for c in EPOCH_COLUMNS}
         self.started: RunStarted | None = None
@@ -130,10 +132,16 @@ class RunHistory:
     # -- feeding ----------------------------------------------------------------------------
 
     def add(self, events: Iterable[Event]) -> None:
+        curves_changed = False
         for ev in events:
             self._add(ev)
             self.last_event_time = ev.time
+            curves_changed = curves_changed or isinstance(ev, (StepDone, EpochDone)) or (
+                isinstance(ev, RunStarted) and ev.resumed
+            )
         self.version += 1
+        if curves_changed:
+            self.data_version += 1
 
     def _add(self, ev: Event) -> None:
         if isinstance(ev, StepDone):
@@ -261,15 +269,6 @@ class RunHistory:
             if capped < steps_left:
                 return min(left_in_epoch, capped * per_step), capped * per_step
         return left_in_epoch + self._epoch_overhead, steps_left * per_step + overhead
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 # -- training in a worker thread --------------------------------------------------------------
@@ -526,11 +525,13 @@ class RunWatcher(QObject):
 
     events = Signal(list)
     problems = Signal(list)
+    restarted = Signal()  # metrics.jsonl was replaced or truncated: the events that follow are the whole story
 
     def __init__(self, path: str | Path, poll_ms: int = WATCH_POLL_MS, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.path = Path(path)
         self._follower: Any = None
+        self._restarts = 0
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
         self._timer.timeout.connect(self.poll)
@@ -577,6 +578,10 @@ class RunWatcher(QObject):
         except OSError as e:
             self.problems.emit([f"{self.path}: cannot read metrics ({e})"])
             return
+        restarts = getattr(self._follower, "restarts", 0)
+        if restarts != self._restarts:
+            self._restarts = restarts
+            self.restarted.emit()
         if problems:
             self.problems.emit(problems)
         if new:

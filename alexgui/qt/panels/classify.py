@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from alexgui.engine import zoo
 from alexgui.engine.imageio import ImageError, load_256
-from alexgui.engine.predict import Classified, Predictor, PredictorError, classify_files, classify_image, expand_inputs, load_predictor
+from alexgui.engine.predict import Classified, Predictor, classify_files, classify_image, expand_inputs, load_predictor
 from alexgui.qt.panels.filters import numpy_to_qimage
 from alexgui.qt.workers import Job
 
@@ -199,7 +199,7 @@ class ProbabilityBars(QWidget):
         self.result = result
         self.rows = [(t.label, t.prob, t.index == result.true_index) for t in result.top]
         if result.true_index is not None and all(t.index != result.true_index for t in result.top):
-            self.rows.append((f"{class_names[result.true_index]} (true class, not in top {len(result.top)})", 0.0, True))
+            self.rows.append((f"{class_names[result.true_index]} (true)", result.true_prob or 0.0, True))
         self.setMinimumHeight(self.ROW * len(self.rows) + 2)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
@@ -515,6 +515,3 @@ class ClassifyPanel(QWidget):
     def closeEvent(self, event: Any) -> None:
         self.shutdown()
         super().closeEvent(event)
-
-
-__all__ = ["ClassifyPanel", "ModelChooser", "ResultCard", "ProbabilityBars", "PredictorError"]

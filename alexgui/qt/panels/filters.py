@@ -220,6 +220,11 @@ class FiltersPanel(QWidget):
 
     # ---- feeding --------------------------------------------------------------------------------
 
+    @property
+    def kernels(self) -> dict[str, np.ndarray]:
+        """The kernels shown, {layer: (out, in, kh, kw)}, as last set."""
+        return dict(self._kernels)
+
     def kernel_feed(self) -> KernelFeed:
         """A thread-safe callable for TrainControl.on_kernels ({layer: (out, in, kh, kw) CPU tensor})."""
         return self._feed

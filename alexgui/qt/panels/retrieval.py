@@ -301,7 +301,7 @@ class RetrievalPanel(QWidget):
             button.setIconSize(QSize(THUMB, THUMB))
             if thumb is not None:
                 button.setIcon(QIcon(QPixmap.fromImage(numpy_to_qimage(thumb))))
-            button.setText(f"{dist:.2f}")
+            button.setText(f"{dist:.4g}")
             button.setToolTip(f"{path}\ndistance {dist:.4f}")
             button.setAutoRaise(True)
             button.clicked.connect(lambda _=False, p=path, d=dist, r=i: self.viewer.show_image(

@@ -1,0 +1,495 @@
+"""From the runs' logs to the numbers in the report: what was measured, its spread, the paper's figure.
+
+Measures (the report states each in words too):
+- relu-vs-tanh: the first step at which the running mean of the training top-1 error over the last
+  `smooth_steps` steps is at or below the target. The paper's target is 25% on CIFAR-10 (10 classes,
+  chance 90%); on the user's data we default to half of chance error (45% for 10 classes, 25% for 2),
+  a level every working run passes early, so both activations have a number to compare.
+- ablations: the validation top-1 and top-5 error of each run's last completed epoch, and the
+  reduction the paper's choice brings (other variant minus paper's, in percentage points).
+- towers: the mean colour specificity (engine/filters.py) of each tower's conv1 kernels at each
+  snapshot and in the final checkpoint; the colour tower is the one with the higher final score.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alexgui import __version__
+from alexgui.engine.events import EpochDone, Failed, Finished, RunStarted, StepDone, Stopped
+from alexgui.engine.experiments.definitions import Experiment
+from alexgui.engine.experiments.runner import TOWER_HISTORY, ExperimentOptions, PlannedRun, load_tower_history
+from alexgui.engine.experiments.stats import NOISE_SIGMAS, SINGLE_SEED, compare, spread
+from alexgui.engine.filters import colour_specificity, grid_layout, render_grid, rgb_kernel_tiles
+from alexgui.engine.rundir import RunDir, read_events
+
+REPORT_FORMAT = "alexgui-experiment-report/1"
+DEFAULT_TARGET_OF_CHANCE = 0.5  # relu-vs-tanh target when none is given: this fraction of chance error
+MAX_CURVE_POINTS = 400  # per curve in report.json: enough for a plot, small enough to read
+GRID_TILE_PX = 33  # an 11x11 kernel drawn as 3x3-pixel cells
+
+
+@dataclass
+class RunRecord:
+    variant: str
+    label: str
+    seed: int
+    path: Path
+    status: str = "not started"  # finished, stopped, failed, not started, unfinished
+    message: str = ""
+    steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    train_top1: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    started: RunStarted | None = None
+
+    @property
+    def last_step(self) -> int:
+        return int(self.steps[-1]) if len(self.steps) else 0
+
+    def last_val(self) -> dict[str, Any] | None:
+        with_val = [e for e in self.epochs if e["val_top1"] is not None and math.isfinite(e["val_top1"])]
+        return with_val[-1] if with_val else None
+
+
+def read_run(run: PlannedRun) -> RunRecord:
+    record = RunRecord(run.variant.name, run.variant.label, run.seed, run.path)
+    events, _problems = read_events(run.path)
+    if not events:
+        return record
+    record.status = "unfinished"
+    steps: dict[int, float] = {}  # a resumed run repeats steps after its checkpoint: keep the latest
+    for e in events:
+        if isinstance(e, RunStarted):
+            record.started = e
+            steps = {s: v for s, v in steps.items() if s <= e.step}
+            record.epochs = [x for x in record.epochs if x["step"] <= e.step]
+            record.status, record.message = "unfinished", ""
+        elif isinstance(e, StepDone):
+            steps[e.step] = e.top1_err
+        elif isinstance(e, EpochDone):
+            record.epochs.append({
+                "epoch": e.epoch, "step": e.step, "val_top1": e.val_top1_err, "val_top5": e.val_top5_err,
+                "train_top1": e.train_top1_err,
+            })  # fmt: skip
+        elif isinstance(e, Finished):
+            record.status, record.message = "finished", e.reason
+        elif isinstance(e, Stopped):
+            record.status, record.message = "stopped", f"stopped at step {e.step}"
+        elif isinstance(e, Failed):
+            record.status, record.message = "failed", e.message
+    order = sorted(steps)
+    record.steps = np.array(order, np.int64)
+    record.train_top1 = np.array([steps[s] for s in order], np.float64)
+    return record
+
+
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over `window` values; NaN until the window is full."""
+    out = np.full(len(values), np.nan)
+    if len(values) >= window:
+        sums = np.cumsum(np.insert(np.asarray(values, np.float64), 0, 0.0))
+        out[window - 1 :] = (sums[window:] - sums[:-window]) / window
+    return out
+
+
+def steps_to_target(steps: np.ndarray, errors: np.ndarray, target: float, window: int) -> int | None:
+    """First step whose trailing `window`-step mean training error is at or below `target`; None if never."""
+    smooth = running_mean(errors, window)
+    hit = np.flatnonzero(smooth <= target)
+    return int(steps[hit[0]]) if len(hit) else None
+
+
+def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> tuple[list[float], list[float]]:
+    keep = np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) > max_points:
+        idx = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int))
+        x, y = x[idx], y[idx]
+    return [float(v) for v in x], [float(v) for v in y]
+
+
+@dataclass
+class Analysis:
+    report: dict[str, Any]
+    images: dict[str, np.ndarray]  # file name -> (H, W, 3) uint8, written beside the report
+
+
+def analyse(experiment: Experiment, options: ExperimentOptions, runs: list[PlannedRun]) -> Analysis:
+    records = [read_run(r) for r in runs]
+    started = next((r.started for r in records if r.started is not None), None)
+    num_classes = started.num_classes if started is not None else None
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "experiment": experiment.name,
+        "title": experiment.title,
+        "kind": experiment.kind,
+        "question": experiment.question,
+        "paper": {"claim": experiment.paper_claim, "numbers": experiment.paper_numbers},
+        "data": {
+            "source": options.data,
+            "classes": num_classes,
+            "class_names": list(started.class_names) if started is not None else [],
+            "train_images": started.train_images if started is not None else None,
+            "val_images": started.val_images if started is not None else None,
+            "chance_top1_error": 1 - 1 / num_classes if num_classes else None,
+        },
+        "settings": {**options.to_json(), "device_used": started.device if started is not None else None},
+        "seeds": options.seeds,
+        "noise_rule": f"a difference counts only when |mean difference| > {NOISE_SIGMAS:g} x its standard error "
+        "sqrt(s_a^2/n_a + s_b^2/n_b) over the seeds; with one seed: " + SINGLE_SEED,
+        "runs": [_run_json(r) for r in records],
+        "summary": [],
+        "tables": [],
+        "curves": None,
+        "bars": None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "alexgui_version": __version__,
+    }
+    images: dict[str, np.ndarray] = {}
+    not_done = [r for r in records if r.status != "finished"]
+    if not_done:
+        report["summary"].append(
+            "Not every run finished: " + "; ".join(f"{r.variant} seed {r.seed}: {r.status}"
+                                                   f"{' (' + r.message + ')' if r.message else ''}" for r in not_done)
+            + ". Figures below use what was logged."
+        )
+    if experiment.kind == "speed":
+        _speed(experiment, options, records, report)
+    elif experiment.kind == "ablation":
+        _ablation(experiment, records, report)
+    else:
+        _towers(records, report, images)
+    return Analysis(report, images)
+
+
+def _run_json(r: RunRecord) -> dict[str, Any]:
+    last = r.last_val()
+    return {
+        "variant": r.variant,
+        "seed": r.seed,
+        "path": r.path.name,
+        "status": r.status,
+        "message": r.message,
+        "steps": r.last_step,
+        "epochs_completed": len(r.epochs),
+        "final_val_top1": last["val_top1"] if last else None,
+        "final_val_top5": last["val_top5"] if last else None,
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.2f}%"
+
+
+# ---- relu vs tanh -------------------------------------------------------------------------------
+
+
+def _speed(experiment: Experiment, options: ExperimentOptions, records: list[RunRecord], report: dict[str, Any]) -> None:
+    chance = report["data"]["chance_top1_error"]
+    if options.target_error is not None:
+        target, rule = options.target_error, "given with --target-error"
+    elif chance is not None:
+        target = DEFAULT_TARGET_OF_CHANCE * chance
+        rule = f"{DEFAULT_TARGET_OF_CHANCE:g} x chance error ({_pct(chance)} for {report['data']['classes']} classes)"
+    else:
+        target, rule = 0.25, "the paper's 25% (no run reported its class count)"
+    window = options.smooth_steps
+    fast, slow = experiment.variants[0].name, experiment.variants[1].name  # relu, tanh
+    reached: dict[str, list[int | None]] = {fast: [], slow: []}
+    ran: dict[str, list[int]] = {fast: [], slow: []}
+    series = []
+    for r in records:
+        reached[r.variant].append(steps_to_target(r.steps, r.train_top1, target, window))
+        ran[r.variant].append(r.last_step)
+        x, y = downsample(r.steps.astype(np.float64), running_mean(r.train_top1, window))
+        series.append({"variant": r.variant, "label": r.label, "seed": r.seed, "x": x, "y": y})
+    paper = experiment.paper_numbers["speedup"]
+    result: dict[str, Any] = {
+        "target_error": target,
+        "target_rule": rule,
+        "smooth_steps": window,
+        "steps_to_target": reached,
+        "steps_run": ran,
+        "paper_speedup": paper,
+        "speedup": None,
+        "speedup_per_seed": [],
+        "speedup_at_least": None,
+        "comparison": None,
+    }
+    all_reached = all(s is not None for v in reached.values() for s in v)
+    lines = [
+        f"Target: running training top-1 error (mean of the last {window} steps) at or below {_pct(target)} "
+        f"({rule}). The paper's target was 25% on CIFAR-10 with a four-layer CNN; here it is the paper's "
+        "eight-layer network on this data, so the ratio, not the step counts, is what compares."
+    ]
+    if all_reached:
+        fast_steps = [float(s) for s in reached[fast] if s is not None]
+        slow_steps = [float(s) for s in reached[slow] if s is not None]
+        per_seed = [s / f for f, s in zip(fast_steps, slow_steps)]
+        speedup = float(np.mean(slow_steps) / np.mean(fast_steps))
+        comparison = compare(fast_steps, slow_steps)
+        result.update(speedup=speedup, speedup_per_seed=per_seed, comparison=comparison.to_json())
+        lines.append(
+            f"ReLU reached the target in {spread(fast_steps).text(digits=0)} steps, tanh in "
+            f"{spread(slow_steps).text(digits=0)}: **{speedup:.2f}x faster** with ReLU "
+            f"(per seed: {', '.join(f'{v:.2f}x' for v in per_seed)}); the paper reports {paper:g}x. "
+            f"Difference in steps: {comparison.verdict}."
+        )
+    else:
+        parts = []
+        for name in (fast, slow):
+            parts.append(", ".join(
+                f"seed {seed}: {s} steps" if s is not None else f"seed {seed}: not reached in {n} steps"
+                for seed, (s, n) in enumerate(zip(reached[name], ran[name]))
+            ))  # fmt: skip
+        lines.append(f"ReLU: {parts[0]}. tanh: {parts[1]}.")
+        fast_hit = [s for s in reached[fast] if s is not None]
+        if len(fast_hit) == len(reached[fast]) and fast_hit and all(s is None for s in reached[slow]):
+            bound = min(ran[slow]) / float(np.mean(fast_hit))
+            result["speedup_at_least"] = bound
+            lines.append(
+                f"tanh never reached the target, so ReLU was **at least {bound:.2f}x faster** "
+                f"(tanh's steps run over ReLU's mean steps to the target); the paper reports {paper:g}x."
+            )
+        else:
+            lines.append(
+                f"No speed-up can be computed: not every run reached {_pct(target)}. Train longer (--epochs) or "
+                "raise --target-error. The paper reports 6x."
+            )
+    report["result"] = result
+    report["summary"].extend(lines)
+    report["tables"].append({
+        "title": "Steps to the target training error",
+        "header": ["variant", "seed", "steps to target", "steps run"],
+        "rows": [[r.label, r.seed, _steps_text(s), n] for r, s, n in _zip_reached(records, reached, ran)],
+    })  # fmt: skip
+    report["curves"] = {
+        "title": "Training top-1 error (running mean)",
+        "x_label": "step",
+        "y_label": f"training top-1 error, mean of last {window} steps",
+        "series": series,
+        "hline": {"y": target, "label": f"target {_pct(target)}"},
+    }
+
+
+def _steps_text(s: int | None) -> str:
+    return "not reached" if s is None else str(s)
+
+
+def _zip_reached(records: list[RunRecord], reached: dict[str, list[int | None]], ran: dict[str, list[int]]) -> list[tuple[RunRecord, int | None, int]]:
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        i = seen.get(r.variant, 0)
+        seen[r.variant] = i + 1
+        out.append((r, reached[r.variant][i], ran[r.variant][i]))
+    return out
+
+
+# ---- ablations -----------------------------------------------------------------------------------
+
+
+def _ablation(experiment: Experiment, records: list[RunRecord], report: dict[str, Any]) -> None:
+    classes = report["data"]["classes"]
+    # With five classes or fewer every label is among the top five: top-5 error is 0 by construction.
+    metrics = (("top1", "top-1"), ("top5", "top-5")) if classes is None or classes > 5 else (("top1", "top-1"),)
+    ours = experiment.paper_choice
+    other = next(v.name for v in experiment.variants if v.name != ours)
+    labels = {v.name: v.label for v in experiment.variants}
+    values: dict[str, dict[str, list[float]]] = {m: {ours: [], other: []} for m in ("top1", "top5")}
+    for r in records:
+        last = r.last_val()
+        if last is None:
+            continue
+        values["top1"][r.variant].append(last["val_top1"])
+        if last["val_top5"] is not None:
+            values["top5"][r.variant].append(last["val_top5"])
+    result: dict[str, Any] = {"paper_variant": ours, "other_variant": other, "metrics": {}}
+    rows = []
+    lines = []
+    for metric, name in metrics:
+        comparison = compare(values[metric][ours], values[metric][other])
+        reduction = comparison.difference * 100  # other minus paper's: how much lower the paper's choice is
+        paper_points = experiment.paper_numbers.get(metric)
+        result["metrics"][metric] = {
+            ours: comparison.a.to_json(),
+            other: comparison.b.to_json(),
+            "reduction_points": None if math.isnan(reduction) else reduction,
+            "paper_reduction_points": paper_points,
+            "comparison": comparison.to_json(),
+        }
+        rows.append([
+            f"validation {name} error", comparison.a.text(100, unit="%"), comparison.b.text(100, unit="%"),
+            "n/a" if math.isnan(reduction) else f"{reduction:+.2f}",
+            _paper_points(experiment, metric), comparison.verdict,
+        ])  # fmt: skip
+        if math.isnan(reduction):
+            lines.append(f"Validation {name}: no completed epoch with a validation measurement on one side.")
+            continue
+        paper_text = f"the paper reports {_paper_points(experiment, metric)} points" if paper_points else "the paper gives no figure"
+        effect = (
+            f"gave {abs(reduction):.2f} points {'lower' if reduction > 0 else 'higher'} error"
+            if reduction != 0
+            else "made no difference"
+        )
+        lines.append(
+            f"Validation {name} error: {labels[ours]} {comparison.a.text(100, unit='%')}, {labels[other]} "
+            f"{comparison.b.text(100, unit='%')}. The paper's choice {effect} ({paper_text}); {comparison.verdict}."
+        )
+    if len(metrics) == 1:
+        lines.append(f"Top-5 error is not compared: with {classes} classes every label is among the top five.")
+    missing = [r for r in records if r.last_val() is None]
+    if missing:
+        lines.append(
+            "No validation error for: " + ", ".join(f"{r.variant} seed {r.seed}" for r in missing)
+            + " (no epoch completed; raise --max-steps or leave it at 0)."
+        )
+    report["result"] = result
+    report["summary"].extend(lines)
+    report["tables"].append({
+        "title": "Final validation error (last completed epoch)",
+        "header": ["metric", labels[ours], labels[other], "reduction by paper's choice (points)", "paper (points)", "noise"],
+        "rows": rows,
+    })  # fmt: skip
+    report["tables"].append({
+        "title": "Each run",
+        "header": ["variant", "seed", "status", "steps", "epochs", "val top-1", "val top-5"],
+        "rows": [[r.label, r.seed, r.status, r.last_step, len(r.epochs), _pct((r.last_val() or {}).get("val_top1")),
+                  _pct((r.last_val() or {}).get("val_top5"))] for r in records],
+    })  # fmt: skip
+    series = []
+    for r in records:
+        with_val = [e for e in r.epochs if e["val_top1"] is not None]
+        x, y = downsample(np.array([e["epoch"] + 1 for e in with_val], np.float64), np.array([e["val_top1"] for e in with_val], np.float64))
+        series.append({"variant": r.variant, "label": r.label, "seed": r.seed, "x": x, "y": y})
+    report["curves"] = {"title": "Validation top-1 error per epoch", "x_label": "epoch", "y_label": "validation top-1 error", "series": series, "hline": None}
+    report["bars"] = {
+        "title": "Final validation error (each dot one seed; bars: mean ± std)",
+        "groups": [name for _, name in metrics],
+        "variants": [
+            {"variant": name, "label": labels[name], "values": [values[metric][name] for metric, _ in metrics]}
+            for name in (ours, other)
+        ],
+    }
+
+
+def _paper_points(experiment: Experiment, metric: str) -> str:
+    points = experiment.paper_numbers.get(metric)
+    if points is None:
+        return "n/a"
+    qualifier = experiment.paper_numbers.get(f"{metric}_qualifier")
+    return f"{'>' if qualifier == 'over' else ''}{points:g}"
+
+
+# ---- towers --------------------------------------------------------------------------------------
+
+
+def _towers(records: list[RunRecord], report: dict[str, Any], images: dict[str, np.ndarray]) -> None:
+    per_run = []
+    series = []
+    lines = []
+    for r in records:
+        points = load_tower_history(r.path / TOWER_HISTORY)
+        for tower in ("0", "1"):
+            x = np.array([p["step"] for p in points if tower in p["towers"]], np.float64)
+            y = np.array([p["towers"][tower] for p in points if tower in p["towers"]], np.float64)
+            xs, ys = downsample(x, y)
+            series.append({"variant": f"tower{tower}", "label": f"tower {tower}", "seed": r.seed, "x": xs, "y": ys})
+        final = final_conv1(r.path)
+        if final is None:
+            per_run.append({"seed": r.seed, "colour_tower": None, "message": "no checkpoint to read conv1 from"})
+            continue
+        kernels, towers = final
+        initial = points[0]["towers"] if points else {}
+        per_run.append({"seed": r.seed, "step": r.last_step, **tower_split(kernels, towers), "initial_scores": initial})
+        name = f"towers-conv1-seed{r.seed}.png"
+        images[name] = render_grid(rgb_kernel_tiles(kernels), grid_layout(len(towers), towers, GRID_TILE_PX))
+    measured = [p for p in per_run if p.get("colour_tower") is not None]
+    splits = spread([p["split"] for p in measured])
+    colour_towers = [p["colour_tower"] for p in measured]
+    same = len(set(colour_towers)) == 1 if colour_towers else None
+    separated = [p for p in measured if p["kernels_compared"]["within_noise"] is False]
+    result = {
+        "per_run": per_run,
+        "colour_tower_per_seed": colour_towers,
+        "same_tower_every_run": same,
+        "split": splits.to_json(),
+        "runs_with_a_clear_split": len(separated),
+        "random_init_score": 2 / 3,
+    }
+    lines.append(
+        "Colour specificity of a kernel: the share of its energy off the grey axis R = G = B (0 grey, 1 pure "
+        "colour contrast); randomly initialised kernels score about 0.67 on average. A tower's score is the mean "
+        "over its 48 conv1 kernels."
+    )
+    for p in measured:
+        verdict = p["kernels_compared"]["verdict"]
+        role = (
+            f"tower {p['colour_tower']} took the colour role"
+            if p["kernels_compared"]["within_noise"] is False
+            else f"tower {p['colour_tower']} scored higher, but no tower has clearly taken the colour role"
+        )
+        lines.append(
+            f"Seed {p['seed']} (step {p['step']}): tower 0 {p['scores']['0']:.3f}, tower 1 {p['scores']['1']:.3f}; "
+            f"{role}: split {p['split']:.3f} ({verdict}, comparing the 48 kernels of each tower)."
+        )
+    if measured:
+        lines.append(
+            f"Across {len(measured)} run(s) the higher-scoring tower was {', '.join(f'tower {t}' for t in colour_towers)}; "
+            f"split {splits.text(digits=3)}. The paper: one tower colour-agnostic and the other colour-specific in every "
+            f"run. In our model either tower may take the colour role (nothing distinguishes them but the random "
+            f"initialisation). Runs whose split stands out of the kernel-to-kernel noise: {len(separated)} of {len(measured)}."
+        )
+    report["result"] = result
+    report["summary"].extend(lines)
+    report["tables"].append({
+        "title": "Final conv1 colour specificity per tower",
+        "header": ["seed", "steps", "tower 0", "tower 1", "colour tower", "split", "noise (kernels)"],
+        "rows": [[p["seed"], p["step"], f"{p['scores']['0']:.3f}", f"{p['scores']['1']:.3f}", p["colour_tower"],
+                  f"{p['split']:.3f}", p["kernels_compared"]["verdict"]] for p in measured],
+    })  # fmt: skip
+    report["curves"] = {
+        "title": "conv1 colour specificity per tower during training",
+        "x_label": "step",
+        "y_label": "mean colour specificity",
+        "series": series,
+        "hline": None,
+    }
+
+
+def tower_split(kernels: np.ndarray, towers: list[int]) -> dict[str, Any]:
+    """Which of two towers' RGB kernels are more colour-specific, by how much, and whether that difference
+    stands out of the kernel-to-kernel spread (each kernel one sample)."""
+    scores = colour_specificity(kernels).astype(np.float64)
+    towers_arr = np.asarray(towers)
+    by_tower = {t: scores[towers_arr == t] for t in (0, 1)}
+    means = {t: float(v.mean()) for t, v in by_tower.items()}
+    colour = max(means, key=lambda t: means[t])
+    return {
+        "colour_tower": colour,
+        "scores": {str(t): m for t, m in means.items()},
+        "split": means[colour] - means[1 - colour],
+        "kernels_compared": compare(by_tower[1 - colour], by_tower[colour]).to_json(),
+    }
+
+
+def final_conv1(run_path: Path) -> tuple[np.ndarray, list[int]] | None:
+    """conv1's kernels and their towers from the run's last checkpoint (None without one)."""
+    from alexgui.config import RunConfig
+    from alexgui.engine.checkpoint import load_checkpoint, split_prefix
+    from alexgui.engine.model import build_model
+
+    path = RunDir(run_path).last_checkpoint
+    if not path.exists():
+        return None
+    checkpoint = load_checkpoint(path)
+    cfg = RunConfig.from_toml(checkpoint.meta["config"], f"{path} (config)")
+    model = build_model(cfg.model)
+    model.load_state_dict(split_prefix(checkpoint.tensors, "model."))
+    return model.kernels("conv1").float().numpy(), model.kernel_towers("conv1")

@@ -1,0 +1,156 @@
+"""The explorer panels docked into the main window and kept on one model.
+
+The main window knows nothing of filters, classification or retrieval; this module docks those
+panels, routes the window's drops, model and export requests to them, feeds the filter grid from the
+training session, and keeps every panel on the same model: whichever panel the user picks a model
+in, the others follow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction
+
+from alexgui.engine.predict import Predictor, TorchPredictor
+from alexgui.qt.app import MainWindow
+from alexgui.qt.export_dialog import ExportDialog
+from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser
+from alexgui.qt.panels.experiments import ExperimentsPanel
+from alexgui.qt.panels.feature_maps import FeatureMapsPanel
+from alexgui.qt.panels.filters import FiltersPanel
+from alexgui.qt.panels.retrieval import RetrievalPanel
+
+RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
+
+
+class Explorer(QObject):
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.filters = FiltersPanel()
+        self.classify = ClassifyPanel()
+        self.retrieval = RetrievalPanel()
+        self.feature_maps = FeatureMapsPanel()
+        self.experiments = ExperimentsPanel(
+            out_root=Path(window.settings.runs_root) / "experiments", devices=window.devices
+        )
+        self.docks = {
+            "filters": window.add_panel("Filters", self.filters, RIGHT, "filtersDock"),
+            "classify": window.add_panel("Classify", self.classify, RIGHT, "classifyDock"),
+            "retrieval": window.add_panel("Retrieval", self.retrieval, RIGHT, "retrievalDock"),
+            "feature_maps": window.add_panel("Feature maps", self.feature_maps, RIGHT, "featureMapsDock"),
+            "experiments": window.add_panel("Experiments", self.experiments, RIGHT, "experimentsDock"),
+        }
+        self.docks["filters"].raise_()  # the paper's Figure 3 is what a training user wants beside the curves
+        self._sharing = False
+        self._training_run: Path | None = None
+        self._new_run = False
+
+        for chooser in self.choosers:
+            chooser.predictorChanged.connect(self._share_predictor)
+            self._add_current_run_action(chooser)
+        window.session.kernels.connect(self._on_kernels)
+        window.session.run_started.connect(self._on_run_started)
+        window.session.finished.connect(self._on_training_finished)
+        window.files_dropped.connect(self.classify_paths)
+        window.model_open_requested.connect(lambda path: self.load_model(str(path)))
+        window.export_requested.connect(self.show_export)
+        self._maps_follow = True
+        self.classify.imageClassified.connect(self._show_first_in_feature_maps)
+        self.classify.finished.connect(lambda cancelled: setattr(self, "_maps_follow", True))
+        self.experiments.openRunsRequested.connect(lambda paths: [window.open_run(Path(p)) for p in paths])
+        window.destroyed.connect(self.shutdown)
+
+    @property
+    def choosers(self) -> list[ModelChooser]:
+        return [self.classify.chooser, self.retrieval.chooser]
+
+    # -- one model for every panel --------------------------------------------------------------
+
+    def load_model(self, spec: str) -> None:
+        """Load a checkpoint, run folder, ONNX file or "torchvision" in the background for every panel."""
+        self.classify.chooser.load(spec)
+        self.docks["classify"].raise_()
+
+    def _share_predictor(self, predictor: Predictor | None) -> None:
+        if self._sharing:
+            return
+        self._sharing = True
+        try:
+            for chooser in self.choosers:
+                if chooser.predictor is not predictor:
+                    chooser.set_predictor(predictor)
+            if predictor is not None:
+                self.feature_maps.set_predictor(predictor)
+                if isinstance(predictor, TorchPredictor) and not self.window.session.is_running:
+                    self.filters.set_model(predictor.model)
+        finally:
+            self._sharing = False
+
+    def _add_current_run_action(self, chooser: ModelChooser) -> None:
+        menu = chooser.button.menu()
+        action = QAction("Current training run", menu)
+        action.setToolTip("The latest checkpoint of the run being trained (or just trained) in this window")
+        action.triggered.connect(self._use_training_run)
+        menu.insertAction(menu.actions()[0], action)
+
+    def _use_training_run(self) -> None:
+        run = self._training_run
+        if run is None or not (run / "checkpoints" / "last.safetensors").exists():
+            self.window.show_info(
+                "No checkpoint yet",
+                "The current run has no checkpoint yet. One is written at the end of each epoch, "
+                "on Stop, and with Train > Save checkpoint.",
+            )
+            return
+        self.load_model(str(run))
+
+    # -- training -------------------------------------------------------------------------------
+
+    def _on_run_started(self, path: str) -> None:
+        self._training_run = Path(path)
+        self._new_run = True
+
+    def _on_kernels(self, kernels: dict) -> None:
+        arch = self.window.monitor.form.config().model.arch
+        self.filters.set_kernels(kernels, arch=arch, reset_history=self._new_run)
+        self._new_run = False
+
+    def _on_training_finished(self, final: str) -> None:
+        # A first-time user trains on the demo, then drops a picture: classify with what was just trained.
+        run = self._training_run
+        if run is not None and self.classify.predictor is None and (run / "checkpoints" / "last.safetensors").exists():
+            self.load_model(str(run))
+
+    # -- drops, export --------------------------------------------------------------------------
+
+    def classify_paths(self, paths: list[Path]) -> None:
+        self.docks["classify"].raise_()
+        self.classify.classify_paths(paths)
+
+    def _show_first_in_feature_maps(self, result: object) -> None:
+        """The feature maps follow the first image of each classified batch (the newest drop)."""
+        path = getattr(result, "path", None)
+        if self._maps_follow and path and getattr(result, "error", None) is None:
+            self._maps_follow = False
+            self.feature_maps.set_image(path)
+
+    def show_export(self) -> None:
+        predictor = self.classify.predictor
+        source = predictor.source if predictor is not None else (str(self._training_run or ""))
+        dialog = ExportDialog(self.window, source)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+
+    def shutdown(self) -> None:
+        for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments):
+            panel.shutdown()
+
+
+def install_explorer(window: MainWindow) -> Explorer:
+    """Dock the explorer panels; call before window.show() so the saved layout applies to them."""
+    explorer = Explorer(window)
+    window.explorer = explorer
+    return explorer

@@ -1,0 +1,84 @@
+"""The Experiments panel on a tiny dataset: run, live overlaid curves, the report, cancel (offscreen Qt)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from alexgui.qt.panels.experiments import ExperimentsPanel  # noqa: E402
+from alexgui.qt.workers import running_jobs  # noqa: E402
+from tests.helpers import make_dataset  # noqa: E402
+
+WAIT_MS = 120_000
+
+
+@pytest.fixture(autouse=True)
+def _free_checkpoints(tmp_path: Path) -> Iterator[None]:
+    """Each paper-network run leaves ~1 GB of checkpoints (61M weights + momentum, last and best): drop them
+    after the test instead of letting pytest keep them for three sessions."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left_behind(qtbot) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    yield
+    deadline = time.monotonic() + 5
+    while running_jobs() and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    assert not running_jobs(), "a worker thread was left running"
+
+
+def _panel(qtbot, tmp_path: Path, experiment: str, epochs: int) -> ExperimentsPanel:  # type: ignore[no-untyped-def]
+    data = make_dataset(tmp_path / "data", classes=2, train_per_class=2, val_per_class=1)
+    panel = ExperimentsPanel(out_root=tmp_path / "experiments", devices=[("cpu", "CPU")])
+    qtbot.addWidget(panel)
+    panel.resize(700, 900)
+    panel.set_experiment(experiment)
+    panel.set_dataset(data)
+    panel.epochs.setValue(epochs)
+    panel.batch_size.setValue(4)
+    panel.crop.setValue(64)  # the network pools adaptively: small crops make fast steps on one CPU thread
+    return panel
+
+
+def test_run_overlays_variants_and_shows_the_report(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = _panel(qtbot, tmp_path, "pooling", epochs=2)
+    assert "0.4%" in panel.paper.text()  # the paper's claim is shown before anything runs
+    with qtbot.waitSignal(panel.finished, timeout=WAIT_MS) as blocker:
+        panel.run_button.click()
+        assert panel.is_busy() and not panel.run_button.isEnabled()
+    assert blocker.args == ["report"], panel.error
+    points = panel.points()
+    assert set(points) == {"overlapping", "non-overlapping"}
+    assert all(n == 2 for n in points.values())  # one point per step, both variants overlaid
+    assert panel.report is not None and panel.report["experiment"] == "pooling"
+    assert "single seed" in panel.result.text()
+    assert (tmp_path / "experiments" / "pooling" / "report.md").exists()
+    assert panel.open_report_button.isEnabled() and panel.run_button.isEnabled()
+    with qtbot.waitSignal(panel.openRunsRequested) as opened:
+        panel.open_runs_button.click()
+    assert [Path(p).name for p in opened.args[0]] == ["overlapping-seed0", "non-overlapping-seed0"]
+
+
+def test_cancel_stops_cleanly_and_keeps_a_checkpoint(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = _panel(qtbot, tmp_path, "towers", epochs=500)
+    with qtbot.waitSignal(panel.finished, timeout=WAIT_MS) as blocker:
+        panel.run_button.click()
+        qtbot.waitUntil(lambda: "step 1 of 500" in panel.status.text(), timeout=WAIT_MS)
+        panel.cancel_button.click()
+    assert blocker.args == ["stopped"]
+    assert "resume" in panel.status.text()
+    assert not panel.is_busy() and panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+    assert (tmp_path / "experiments" / "towers" / "paper-seed0" / "checkpoints" / "last.safetensors").exists()
+    assert panel.report is None
+    assert any(n >= 1 for n in panel.points().values())  # the towers' colour curves got their first points

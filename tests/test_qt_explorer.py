@@ -1,0 +1,76 @@
+"""The whole app as a user meets it: explorer panels docked in the main window and kept on one model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+from PySide6.QtWidgets import QDockWidget
+
+from alexgui.commands import gui
+from alexgui.engine.predict import load_predictor
+from alexgui.qt.app import MainWindow
+from alexgui.qt.explorer import install_explorer
+from alexgui.qt.settings import AppSettings
+from tests.explore_helpers import MeanColourPredictor, colour_image, train_colour_checkpoint
+from tests.test_qt_panels import drop
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def window(qtbot, qt_settings: AppSettings) -> MainWindow:
+    w = MainWindow(qt_settings, devices=[("cpu", "CPU")])
+    install_explorer(w)
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    w.show()
+    yield w
+    w.explorer.shutdown()
+
+
+def test_gui_command_docks_every_panel(qtbot, qt_settings: AppSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("alexgui.qt.app.AppSettings", lambda: qt_settings)
+    app, w = gui.build(argparse.Namespace(run=[], data=None, model=None))
+    qtbot.addWidget(w)
+    titles = {d.windowTitle() for d in w.findChildren(QDockWidget)}
+    assert {"Training", "Log", "Runs", "Filters", "Classify", "Retrieval", "Feature maps", "Experiments"} <= titles
+    w.explorer.shutdown()
+
+
+def test_files_dropped_on_the_window_are_classified(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    images = []
+    for i, colour in enumerate(["red", "blue"]):
+        path = tmp_path / f"{colour}.png"
+        colour_image(colour, seed=i).save(path)
+        images.append(path)
+    (tmp_path / "notes.txt").write_text("not an image")
+    window.explorer.classify.set_predictor(MeanColourPredictor())
+    with qtbot.waitSignal(window.explorer.classify.finished, timeout=WAIT_MS):
+        drop(window.plots, [*images, tmp_path / "notes.txt"])  # on the curves, far from the classify panel
+    cards = window.explorer.classify.card_widgets()
+    assert len(cards) == 3
+    results = {Path(c.result.path).name: c.result for c in cards}
+    assert results["notes.txt"].error and "notes.txt" in str(results["notes.txt"].path)
+    assert results["red.png"].top[0].label == "red" and results["blue.png"].top[0].label == "blue"
+
+
+def test_a_model_picked_anywhere_reaches_every_panel(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    checkpoint = train_colour_checkpoint(tmp_path / "colours.safetensors")
+    explorer = window.explorer
+    with qtbot.waitSignal(explorer.classify.chooser.predictorChanged, timeout=WAIT_MS):
+        window.open_model(checkpoint)  # File > Open checkpoint or ONNX model
+    predictor = explorer.classify.predictor
+    assert predictor is not None and predictor.class_names == ["red", "blue"]
+    assert explorer.retrieval.predictor is predictor
+    # the filter grid shows that checkpoint's conv1 kernels, tower 0 first
+    expected = load_predictor(str(checkpoint)).model.kernels("conv1")
+    assert torch.allclose(torch.as_tensor(explorer.filters.kernels["conv1"]), expected)
+
+
+def test_live_kernels_from_training_reach_the_filter_grid(window: MainWindow) -> None:
+    kernels = {"conv1": torch.randn(96, 3, 11, 11)}
+    window.session.kernels.emit(kernels)
+    assert torch.equal(torch.as_tensor(window.explorer.filters.kernels["conv1"]), kernels["conv1"])
