@@ -25,8 +25,13 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# Each benchmark measures its ratios side by side in one process; figures go to benchmarks/README.md.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.bench_train_loop
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.bench_gui_training
+	$(BIN)/python -m benchmarks.bench_inference
+	$(BIN)/python -m benchmarks.bench_retrieval
+	$(BIN)/python -m benchmarks.bench_train_gpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info
