@@ -26,10 +26,27 @@ def test_classify_json_all_good(model: str, tmp_path: Path, capsys: pytest.Captu
     out = _json(capsys)
     assert len(out) == 4
     for item in out:
-        assert set(item) == {"path", "top", "ms", "true_index"}
+        assert set(item) == {"path", "top", "ms", "true_index", "backend", "provider"}
+        assert (item["backend"], item["provider"]) == ("torch", "cpu")
         (top,) = item["top"]
         assert set(top) == {"label", "index", "prob"}
         assert top["label"] == Path(item["path"]).parent.name  # the model tells red from blue
+
+
+def test_classify_with_onnx_runtime_gives_the_same_answers(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--backend onnx exports the checkpoint on the fly, names the provider, and agrees with PyTorch."""
+    write_colour_folder(tmp_path / "imgs", per_class=2, seed=4)
+    assert main(["classify", "--model", model, str(tmp_path / "imgs"), "--json"]) == 0
+    torch_out = _json(capsys)
+    assert main(["classify", "--model", model, str(tmp_path / "imgs"), "--json", "--backend", "onnx"]) == 0
+    onnx_out = _json(capsys)
+    assert all(item["backend"] == "onnxruntime" and item["provider"] == "CPUExecutionProvider" for item in onnx_out)
+    for a, b in zip(torch_out, onnx_out):
+        assert a["path"] == b["path"]
+        assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
+        assert [t["prob"] for t in a["top"]] == pytest.approx([t["prob"] for t in b["top"]], abs=1e-4)
 
 
 def test_classify_reports_bad_files_and_exits_1(model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -74,3 +74,34 @@ def test_live_kernels_from_training_reach_the_filter_grid(window: MainWindow) ->
     kernels = {"conv1": torch.randn(96, 3, 11, 11)}
     window.session.kernels.emit(kernels)
     assert torch.equal(torch.as_tensor(window.explorer.filters.kernels["conv1"]), kernels["conv1"])
+
+
+def test_fast_inference_switch_runs_the_model_on_onnx_runtime(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    """Issue 5: the switch exports the model once, every panel then uses ONNX Runtime, answers unchanged."""
+    checkpoint = train_colour_checkpoint(tmp_path / "colours.safetensors")
+    explorer = window.explorer
+    with qtbot.waitSignal(explorer.classify.chooser.predictorChanged, timeout=WAIT_MS):
+        window.open_model(checkpoint)
+    torch_predictor = explorer.classify.predictor
+    assert explorer.inference_label.text() == "Inference: PyTorch (cpu)"
+    image = tmp_path / "red.png"
+    colour_image("red", seed=9).save(image)
+    with qtbot.waitSignal(explorer.classify.finished, timeout=WAIT_MS):
+        explorer.classify.classify_paths([image])
+    before = explorer.classify.card_widgets()[-1].result
+
+    with qtbot.waitSignal(explorer.classify.chooser.predictorChanged, timeout=WAIT_MS * 3):
+        explorer.retrieval.chooser.fast.setChecked(True)  # either panel's switch
+    onnx_predictor = explorer.classify.predictor
+    assert onnx_predictor.describe()["backend"] == "onnxruntime"
+    assert explorer.retrieval.predictor is onnx_predictor and explorer.classify.chooser.fast.isChecked()
+    assert explorer.inference_label.text() == "Inference: ONNX Runtime (CPUExecutionProvider)"
+    with qtbot.waitSignal(explorer.classify.finished, timeout=WAIT_MS):
+        explorer.classify.classify_paths([image])
+    after = explorer.classify.card_widgets()[-1].result
+    assert [t.label for t in after.top] == [t.label for t in before.top]
+    assert after.top[0].prob == pytest.approx(before.top[0].prob, abs=1e-4)
+
+    explorer.classify.chooser.fast.setChecked(False)  # back to the very same PyTorch model
+    assert explorer.classify.predictor is torch_predictor
+    assert explorer.inference_label.text() == "Inference: PyTorch (cpu)"

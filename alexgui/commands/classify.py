@@ -24,7 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=5, metavar="K", help="classes to report per image (default 5)")
     p.add_argument("--ten-crop", action="store_true", help="average over the paper's 10 test crops")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="torch (default), or onnx: ONNX Runtime on an .onnx file, or on any other model "
+                   "exported on the fly (cached); TensorRT, then CUDA, then the CPU")
+    p.add_argument("--device", default=None,
+                   help="torch: cpu, cuda or cuda:N (default cpu); onnx: auto (default), cpu, cuda[:N], tensorrt[:N]")
     p.add_argument("--download", action="store_true", help="download torchvision's weights when missing")
 
 
@@ -51,11 +55,23 @@ def run(args: argparse.Namespace) -> int:
         print("alexgui classify: --top must be at least 1", file=sys.stderr)
         return 2
     try:
-        predictor = load_predictor(args.model, device=args.device, allow_download=args.download,
-                                   progress=stderr_progress("download", scale=1e6, unit="MB") if args.download else None)
+        if args.backend == "onnx" or str(args.model).lower().endswith(".onnx"):
+            from alexgui.engine.onnx_predict import load_onnx_backend
+
+            predictor = load_onnx_backend(args.model, device=args.device or "auto",
+                                          progress=lambda text: print(text, file=sys.stderr, flush=True))
+        else:
+            predictor = load_predictor(args.model, device=args.device or "cpu", allow_download=args.download,
+                                       progress=stderr_progress("download", scale=1e6, unit="MB") if args.download else None)
     except PredictorError as e:
         print(f"alexgui classify: {e}", file=sys.stderr)
         return 2
+    described = predictor.describe()
+    backend = {"backend": described.get("backend", "torch"), "provider": described.get("provider")}
+    for warning in getattr(predictor, "warnings", []):
+        print(f"alexgui classify: {warning}", file=sys.stderr)
+    if not args.json:
+        print(f"model {predictor.source} on {backend['backend']} ({backend['provider']})", file=sys.stderr)
     paths = expand_inputs(args.images)
     if not paths:
         print("alexgui classify: no image files found in the given folders", file=sys.stderr)
@@ -65,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     for result in classify_files(predictor, paths, top_k=args.top, ten_crop=args.ten_crop):
         failed += result.error is not None
         if args.json:
-            results.append(result.to_json())
+            results.append(result.to_json() if result.error is not None else {**result.to_json(), **backend})
             continue
         if result.error is not None:
             print(f"{result.path}: ERROR {result.error}", flush=True)

@@ -226,7 +226,8 @@ class TorchPredictor(Predictor):
         return probs.cpu().numpy().astype(np.float32), feats.float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "backend": "torch", "preprocessing": self.preprocess.describe()}
+        device = str(next(self.model.parameters()).device)
+        return {**super().describe(), "backend": "torch", "provider": device, "preprocessing": self.preprocess.describe()}
 
 
 def load_predictor(

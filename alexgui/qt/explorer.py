@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import threading
+from collections.abc import Callable
+
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QLabel
 
 from alexgui.engine.predict import Predictor, TorchPredictor
 from alexgui.qt.app import MainWindow
@@ -21,6 +25,7 @@ from alexgui.qt.panels.experiments import ExperimentsPanel
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel
 from alexgui.qt.panels.filters import FiltersPanel
 from alexgui.qt.panels.retrieval import RetrievalPanel
+from alexgui.qt.workers import Job
 
 RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
 
@@ -46,10 +51,17 @@ class Explorer(QObject):
         self.docks["filters"].raise_()  # the paper's Figure 3 is what a training user wants beside the curves
         self._sharing = False
         self._training_run: Path | None = None
+        self._fast = False
+        self._torch_twin: TorchPredictor | None = None  # the PyTorch model behind the ONNX one in use
+        self._convert_job: Job | None = None
+        self.inference_label = QLabel("Inference: no model")
+        self.inference_label.setToolTip("Which backend runs the explorer's model, and on what")
+        window.statusBar().addPermanentWidget(self.inference_label)
         self._new_run = False
 
         for chooser in self.choosers:
             chooser.predictorChanged.connect(self._share_predictor)
+            chooser.fastToggled.connect(self.set_fast_inference)
             self._add_current_run_action(chooser)
         window.session.kernels.connect(self._on_kernels)
         window.session.run_started.connect(self._on_run_started)
@@ -82,12 +94,62 @@ class Explorer(QObject):
             for chooser in self.choosers:
                 if chooser.predictor is not predictor:
                     chooser.set_predictor(predictor)
-            if predictor is not None:
-                self.feature_maps.set_predictor(predictor)
-                if isinstance(predictor, TorchPredictor) and not self.window.session.is_running:
+            if isinstance(predictor, TorchPredictor):
+                self.feature_maps.set_predictor(predictor)  # activations need the PyTorch model
+                if not self.window.session.is_running:
                     self.filters.set_model(predictor.model)
         finally:
             self._sharing = False
+        self._show_backend(predictor)
+        if self._fast and isinstance(predictor, TorchPredictor):
+            self._convert(predictor)
+
+    # -- fast inference -------------------------------------------------------------------------
+
+    def set_fast_inference(self, on: bool) -> None:
+        """Run the shared model on ONNX Runtime (exported once and cached) or back on PyTorch."""
+        self._fast = on
+        for chooser in self.choosers:
+            chooser.fast.blockSignals(True)
+            chooser.fast.setChecked(on)
+            chooser.fast.blockSignals(False)
+        current = self.classify.predictor
+        if on and isinstance(current, TorchPredictor):
+            self._convert(current)
+        elif not on and self._torch_twin is not None and not isinstance(current, TorchPredictor):
+            twin, self._torch_twin = self._torch_twin, None
+            self._share_predictor(twin)
+
+    def _convert(self, predictor: TorchPredictor) -> None:
+        if self._convert_job is not None and self._convert_job.is_running():
+            self._convert_job.cancel()
+        self.inference_label.setText("Inference: exporting to ONNX Runtime…")
+        job = Job(_to_onnx, predictor, parent=self)
+        job.yielded.connect(lambda onnx: self._use_onnx(predictor, onnx))
+        job.failed.connect(self._on_convert_failed)
+        self._convert_job = job
+        job.start()
+
+    def _use_onnx(self, torch_predictor: TorchPredictor, onnx: Predictor) -> None:
+        if not self._fast or self.classify.predictor is not torch_predictor:
+            return  # switched off, or another model was picked meanwhile
+        self._torch_twin = torch_predictor
+        self._share_predictor(onnx)
+        for warning in getattr(onnx, "warnings", []):
+            self.window.log.add_message(f"ONNX Runtime: {warning}", level="warn")
+
+    def _on_convert_failed(self, message: str) -> None:
+        self.set_fast_inference(False)
+        self._show_backend(self.classify.predictor)
+        self.window.show_error("Fast inference is not available", f"The model could not run on ONNX Runtime:\n{message}")
+
+    def _show_backend(self, predictor: Predictor | None) -> None:
+        if predictor is None:
+            self.inference_label.setText("Inference: no model")
+            return
+        d = predictor.describe()
+        backend = "ONNX Runtime" if d.get("backend") == "onnxruntime" else "PyTorch"
+        self.inference_label.setText(f"Inference: {backend} ({d.get('provider', '?')})")
 
     def _add_current_run_action(self, chooser: ModelChooser) -> None:
         menu = chooser.button.menu()
@@ -145,8 +207,17 @@ class Explorer(QObject):
         dialog.show()
 
     def shutdown(self) -> None:
+        if self._convert_job is not None:
+            self._convert_job.cancel()
+            self._convert_job.wait()
         for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments):
             panel.shutdown()
+
+
+def _to_onnx(predictor: TorchPredictor, stop: threading.Event, progress: Callable[..., None]) -> Predictor:
+    from alexgui.engine.onnx_predict import OnnxPredictor
+
+    return OnnxPredictor.from_torch_predictor(predictor, progress=lambda text: progress(0, 0, text))
 
 
 def install_explorer(window: MainWindow) -> Explorer:

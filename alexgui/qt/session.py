@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from alexgui.config import RunConfig
 from alexgui.engine.events import (
@@ -428,7 +428,9 @@ class TrainSession(QObject):
         worker.moveToThread(thread)
         # Connect everything first, then start.
         thread.started.connect(worker.run)
-        worker.finished.connect(thread.quit)
+        # Direct: QThread.quit is thread-safe, and queued to the GUI thread it could not arrive while
+        # shutdown() blocks that thread in wait().
+        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         worker.finished.connect(self._on_worker_finished)
         self._thread, self._worker = thread, worker
         self._set_state("running")

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 _RUNNING: weakref.WeakSet[Job] = weakref.WeakSet()
 _ALIVE: set[Job] = set()  # a started job must outlive its Python owner until its thread ends
@@ -100,7 +100,9 @@ class Job(QObject):
         self._runner.yielded.connect(self.yielded)
         self._runner.progress.connect(self.progress)
         self._runner.failed.connect(self.failed)
-        self._runner.finished.connect(thread.quit)
+        # Direct: QThread.quit is thread-safe, and queued to the GUI thread it would never arrive while
+        # shutdown() blocks that thread in wait(): a deadlock until the timeout.
+        self._runner.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         thread.started.connect(self._runner.run)
         thread.finished.connect(self._on_thread_finished)
         _RUNNING.add(self)

@@ -23,6 +23,7 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QImage, QKeySequence, QPainter, QPaintEvent, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -66,6 +67,7 @@ class ModelChooser(QWidget):
 
     predictorChanged = Signal(object)  # Predictor
     loadFailed = Signal(str)
+    fastToggled = Signal(bool)  # the "Fast inference (ONNX Runtime)" switch
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -90,12 +92,19 @@ class ModelChooser(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
         self.cancel_button.clicked.connect(self.cancel)
+        self.fast = QCheckBox("Fast inference (ONNX Runtime)")
+        self.fast.setToolTip(
+            "Run this model with ONNX Runtime (TensorRT, then CUDA, then the CPU). A PyTorch model is "
+            "exported once, checked and cached; the answers stay the same."
+        )
+        self.fast.toggled.connect(self.fastToggled)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.button)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.cancel_button)
+        layout.addWidget(self.fast)
 
     def set_predictor(self, predictor: Predictor | None) -> None:
         self.predictor = predictor

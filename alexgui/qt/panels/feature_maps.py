@@ -48,6 +48,7 @@ class FeatureMapsPanel(QWidget):
         self._image_name = ""
         self._job: Job | None = None
         self._pending = False
+        self._closed = False
         self.maps: np.ndarray | None = None
         self.layer = ""
         self.towers: list[int] = []
@@ -124,7 +125,7 @@ class FeatureMapsPanel(QWidget):
     # ---- work -----------------------------------------------------------------------------------
 
     def _recompute(self) -> None:
-        if self._model is None or self._image is None or not self.layer_box.currentText():
+        if self._closed or self._model is None or self._image is None or not self.layer_box.currentText():
             return
         if self._job is not None and self._job.is_running():
             self._pending = True  # one at a time; the newest request runs when this one ends
@@ -207,6 +208,9 @@ class FeatureMapsPanel(QWidget):
             self.set_image(files[0])
 
     def shutdown(self) -> None:
+        # No new work from here on: the job's done handler would otherwise start the pending request.
+        self._closed = True
+        self._pending = False
         if self._job is not None:
             self._job.shutdown()
 
