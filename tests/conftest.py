@@ -7,6 +7,11 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import gc  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 
@@ -16,15 +21,25 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _garbage_collected_in_the_main_thread() -> Iterator[None]:
+    """As in the app (alexgui.qt.app.ensure_app): no automatic cyclic collection, which could run in a
+    worker thread and destroy Qt objects there (a segfault); each test's cycles are collected after it."""
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def _collect_after_each_test() -> Iterator[None]:
+    yield
+    gc.collect()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _torch_threads() -> None:
     import torch
 
     torch.set_num_threads(1)
-
-
-import sys  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +48,6 @@ def _no_dangling_qthreads() -> Iterator[None]:
     yield
     if "PySide6.QtCore" not in sys.modules:
         return
-    import gc
-
     from PySide6.QtCore import QCoreApplication, QThread
 
     app = QCoreApplication.instance()

@@ -326,3 +326,20 @@ def test_job_reports_failures_and_stops(qtbot) -> None:  # type: ignore[no-untyp
         qtbot.waitUntil(lambda: len(got) > 3, timeout=WAIT_MS)
         job2.cancel()
     assert done.args == [True] and not job2.is_running()
+
+
+def test_filter_grid_shows_the_change_since_the_first_snapshot(qtbot) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    rng = np.random.default_rng(0)
+    start = rng.normal(0, 0.01, (96, 3, 11, 11)).astype(np.float32)
+    learned = np.zeros_like(start)
+    learned[:, 0] = 0.05  # every kernel gains red
+    panel.set_kernels(start, reset_history=True)
+    panel.set_kernels(start + learned)
+    np.testing.assert_allclose(panel.displayed_kernels("conv1"), start + learned)
+    panel.show_change.setChecked(True)
+    np.testing.assert_allclose(panel.displayed_kernels("conv1"), learned, atol=1e-6)
+    assert "change since start" in panel.headings[0].text()
+    panel.set_kernels(start, reset_history=True)  # a new run starts a new history
+    np.testing.assert_allclose(panel.displayed_kernels("conv1"), 0.0)

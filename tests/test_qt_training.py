@@ -174,3 +174,23 @@ def test_events_reach_the_gui_in_batches_not_one_signal_per_step(qtbot, tmp_path
     assert sum(batches) == 501
     assert len(batches) < 20  # a handful of redraws, not 500
     assert np.all(np.asarray(batches) > 0)
+
+
+def test_continuing_a_run_that_hit_its_step_limit_trains_past_it(
+    qtbot, window: MainWindow, dataset: Path, tmp_path: Path
+) -> None:
+    """A run from `alexgui train --max-steps 2`, opened and continued in the app, goes on training."""
+    from alexgui.engine.rundir import RunDir
+    from alexgui.engine.train import train
+
+    cfg = tiny(dataset, epochs=3, max_steps=2)
+    run = RunDir.create(tmp_path / "server-run", cfg)
+    assert isinstance(list(train(cfg, run))[-1], Finished)
+    entry = window.open_run(run.path)
+    assert entry is not None and entry.history.step_count == 2
+    window.resume_selected_run()
+    qtbot.waitUntil(lambda: entry.history.step_count >= 4, timeout=120_000)
+    with qtbot.waitSignal(window.session.finished, timeout=120_000):
+        window.session.stop()
+    steps = [e.step for e in read_events(run.metrics_path)[0] if isinstance(e, StepDone)]
+    assert steps[:4] == [1, 2, 3, 4]  # one curve, continued

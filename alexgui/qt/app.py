@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QToolBar,
     QWidget,
 )
+from pyqtgraph.util.garbage_collector import GarbageCollector
 
 from alexgui import __version__
 from alexgui.engine.events import Event, Failed, RunStarted
@@ -432,6 +433,13 @@ class MainWindow(QMainWindow):
         except Exception as e:  # noqa: BLE001
             self.show_error("Cannot continue run", str(e))
             return
+        if cfg.train.max_steps and entry.history.step_count >= cfg.train.max_steps:
+            # It stopped at its step limit (alexgui train --max-steps): continuing means past it.
+            self.log.add_message(
+                f"Continuing past the run's step limit ({cfg.train.max_steps}) until its {cfg.train.epochs} epochs end",
+                "info", entry.name,
+            )
+            cfg.train.max_steps = 0
         if entry.watcher is not None:  # the events now come from our own thread
             entry.watcher.stop()
             entry.watcher.deleteLater()
@@ -704,8 +712,15 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
         app.setOrganizationName("alexgui")
         app.setApplicationName("alexgui")
         app.setApplicationVersion(__version__)
+        # Python's cyclic garbage collector runs in whichever thread allocates when it triggers; in a
+        # training or inference thread it would destroy Qt objects off the GUI thread and crash Qt.
+        # pyqtgraph's collector turns automatic collection off and collects on a GUI-thread timer.
+        _GC.append(GarbageCollector(interval=1.0))
     assert isinstance(app, QApplication)
     return app
+
+
+_GC: list[GarbageCollector] = []  # kept alive with the application
 
 
 def has_display(env: dict[str, str] | None = None, platform: str = sys.platform) -> bool:

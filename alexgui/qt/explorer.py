@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QWidget
 
 from alexgui.engine.predict import Predictor, TorchPredictor
 from alexgui.qt.app import MainWindow
@@ -28,6 +28,7 @@ from alexgui.qt.panels.retrieval import RetrievalPanel
 from alexgui.qt.workers import Job
 
 RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
+RIGHT_DOCK_WIDTH = 430
 
 
 class Explorer(QObject):
@@ -46,9 +47,12 @@ class Explorer(QObject):
             "classify": window.add_panel("Classify", self.classify, RIGHT, "classifyDock"),
             "retrieval": window.add_panel("Retrieval", self.retrieval, RIGHT, "retrievalDock"),
             "feature_maps": window.add_panel("Feature maps", self.feature_maps, RIGHT, "featureMapsDock"),
-            "experiments": window.add_panel("Experiments", self.experiments, RIGHT, "experimentsDock"),
+            # Its form, curves and results need more room than a side dock has at 1280x800: scroll.
+            "experiments": window.add_panel("Experiments", _scrolling(self.experiments), RIGHT, "experimentsDock"),
         }
         self.docks["filters"].raise_()  # the paper's Figure 3 is what a training user wants beside the curves
+        # The curves are the centre of the window: the side panels start at a third of a 1280 screen.
+        window.resizeDocks([self.docks["filters"]], [RIGHT_DOCK_WIDTH], Qt.Orientation.Horizontal)
         self._sharing = False
         self._training_run: Path | None = None
         self._fast = False
@@ -212,6 +216,14 @@ class Explorer(QObject):
             self._convert_job.wait()
         for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments):
             panel.shutdown()
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
 
 
 def _to_onnx(predictor: TorchPredictor, stop: threading.Event, progress: Callable[..., None]) -> Predictor:

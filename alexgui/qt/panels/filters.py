@@ -163,6 +163,7 @@ class FiltersPanel(QWidget):
         self._kernels: dict[str, np.ndarray] = {}
         self._towers: dict[str, list[int]] = {}
         self._first_scores: dict[int, float] | None = None
+        self._first_kernels: dict[str, np.ndarray] = {}  # the first snapshot, for the change view
         self.scores: dict[int, float] = {}
         self.viewer = TileViewer(self)
         self._feed = KernelFeed(self)
@@ -176,9 +177,15 @@ class FiltersPanel(QWidget):
         self.kernel_spin.setToolTip("Which output kernel of the layer to show, channel by channel")
         self.common_scale = QCheckBox("Common scale")
         self.common_scale.setToolTip("Scale all tiles alike (shows relative strength) instead of each on its own")
+        self.show_change = QCheckBox("Change since start")
+        self.show_change.setToolTip(
+            "Show what training has added since the first snapshot (the start of this run, or the model as "
+            "loaded) instead of the kernels themselves. Early in training the random N(0, 0.01) start "
+            "hides what has been learned; the change shows it long before."
+        )
         self.save_button = QPushButton("Save PNG…")
         top = QHBoxLayout()
-        for w in (QLabel("Layer"), self.layer_box, self.kernel_spin, self.common_scale):
+        for w in (QLabel("Layer"), self.layer_box, self.kernel_spin, self.common_scale, self.show_change):
             top.addWidget(w)
         top.addStretch(1)
         top.addWidget(self.save_button)
@@ -215,6 +222,7 @@ class FiltersPanel(QWidget):
         self.layer_box.currentTextChanged.connect(self._on_layer_changed)
         self.kernel_spin.valueChanged.connect(lambda _: self.refresh())
         self.common_scale.toggled.connect(lambda _: self.refresh())
+        self.show_change.toggled.connect(lambda _: self.refresh())
         self.save_button.clicked.connect(self._choose_save_path)
         self._on_layer_changed(self.layer_box.currentText())
 
@@ -263,6 +271,10 @@ class FiltersPanel(QWidget):
                 self._towers[name] = [0] * (n // 2) + [1] * (n - n // 2) if arch == "paper" else [0] * n
         if reset_history:
             self._first_scores = None
+            self._first_kernels = {}
+        for name, arr in self._kernels.items():
+            if name in kernels and (name not in self._first_kernels or self._first_kernels[name].shape != arr.shape):
+                self._first_kernels[name] = arr.copy()
         if "conv1" in kernels:
             self.scores = F.tower_specificity(self._kernels["conv1"], self._towers["conv1"])
             if self._first_scores is None:
@@ -283,9 +295,17 @@ class FiltersPanel(QWidget):
             self.kernel_spin.setMaximum(weights.shape[0] - 1)
         self.refresh()
 
+    def displayed_kernels(self, layer: str) -> np.ndarray | None:
+        """The layer's kernels, or their change since the first snapshot when that view is on."""
+        weights = self._kernels.get(layer)
+        first = self._first_kernels.get(layer)
+        if weights is not None and self.show_change.isChecked() and first is not None:
+            return weights - first
+        return weights
+
     def refresh(self) -> None:
         layer = self.layer_box.currentText()
-        weights = self._kernels.get(layer)
+        weights = self.displayed_kernels(layer)
         if weights is None:
             for heading, grid in zip(self.headings, self.grids):
                 heading.clear()
@@ -337,8 +357,9 @@ class FiltersPanel(QWidget):
             first = self._first_scores[tower]
             if abs(first - score) > 1e-4:
                 change = f" <span style='color:#888'>(first snapshot {first:.2f})</span>"
+        view = " · <i>change since start</i>" if self.show_change.isChecked() else ""
         return (f"<b>{name}</b> · {count} kernels · colour specificity "
-                f"<b>{score:.2f}</b>{change}")
+                f"<b>{score:.2f}</b>{change}{view}")
 
     def _draw_channels(self, layer: str, weights: np.ndarray, towers: list[int]) -> None:
         kernel = min(self.kernel_spin.value(), weights.shape[0] - 1)
