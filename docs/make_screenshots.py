@@ -5,8 +5,9 @@
 
 The window opens that run (its whole history), continues training it live for a few steps, and is
 saved at 1280x800 and 1600x1000 with the filter grid beside the curves. Then the explorer panels are
-saved one by one with the run's checkpoint: classification of demo validation images (and a text
-file dropped by mistake), retrieval among the validation images, and feature maps.
+saved one by one with the run's checkpoint: the conv1 kernels as the change since the run's
+initialisation (rebuilt from its seed), classification of demo validation images (and a text file
+dropped by mistake), retrieval among the validation images, and feature maps.
 Runs offscreen when there is no display.
 """
 
@@ -24,9 +25,14 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+from PySide6.QtWidgets import QWidget  # noqa: E402
+
+import torch  # noqa: E402
 
 from alexgui.commands import gui  # noqa: E402
+
+from alexgui.engine.model import CONV_LAYERS, build_model  # noqa: E402
+from alexgui.engine.rundir import RunDir  # noqa: E402
 from alexgui.engine.demo import ensure_demo_dataset  # noqa: E402
 from alexgui.paths import cache_dir  # noqa: E402
 from alexgui.qt.settings import AppSettings, open_settings  # noqa: E402
@@ -93,9 +99,16 @@ def main() -> int:
     # The explorer with the run's checkpoint.
     explorer.load_model(str(run))
     wait(lambda: explorer.classify.predictor is not None, 300, "the model to load")
+    # What the run learned: the same seed rebuilds its initial weights, the grid's first snapshot.
+    cfg = RunDir.open(run).config()
+    torch.manual_seed(cfg.train.seed)
+    initial = build_model(cfg.model)
+    explorer.filters.set_kernels({n: initial.kernels(n) for n in CONV_LAYERS}, reset_history=True)
     explorer.filters.set_model(explorer.classify.predictor.model)
+    explorer.filters.show_change.setChecked(True)
     explorer.docks["filters"].raise_()
     save(explorer.filters, "screenshot-filters.png")
+    explorer.filters.show_change.setChecked(False)
 
     demo = ensure_demo_dataset(cache_dir())
     val = sorted((demo / "val").iterdir())

@@ -13,9 +13,9 @@ from pathlib import Path
 import threading
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QTabBar, QWidget
 
 from alexgui.engine.predict import Predictor, TorchPredictor
 from alexgui.qt.app import MainWindow
@@ -28,7 +28,8 @@ from alexgui.qt.panels.retrieval import RetrievalPanel
 from alexgui.qt.workers import Job
 
 RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
-RIGHT_DOCK_WIDTH = 430
+RIGHT_DOCK_WIDTH = 380
+PLOTS_MIN_WIDTH = 460
 
 
 class Explorer(QObject):
@@ -51,8 +52,13 @@ class Explorer(QObject):
             "experiments": window.add_panel("Experiments", _scrolling(self.experiments), RIGHT, "experimentsDock"),
         }
         self.docks["filters"].raise_()  # the paper's Figure 3 is what a training user wants beside the curves
-        # The curves are the centre of the window: the side panels start at a third of a 1280 screen.
+        # The curves are the centre of the window: its four plots keep room for their axes, and the
+        # side panels take what is left (at 1280x800, about 380 pixels).
+        window.plots.setMinimumWidth(PLOTS_MIN_WIDTH)
         window.resizeDocks([self.docks["filters"]], [RIGHT_DOCK_WIDTH], Qt.Orientation.Horizontal)
+        # Dock tab bars exist only once the window lays them out (no event filter: on PySide6 6.12
+        # a Python event filter on the main window can crash the interpreter).
+        QTimer.singleShot(0, self.unelide_tabs)
         self._sharing = False
         self._training_run: Path | None = None
         self._fast = False
@@ -78,6 +84,12 @@ class Explorer(QObject):
         self.classify.finished.connect(lambda cancelled: setattr(self, "_maps_follow", True))
         self.experiments.openRunsRequested.connect(lambda paths: [window.open_run(Path(p)) for p in paths])
         window.destroyed.connect(self.shutdown)
+
+    def unelide_tabs(self) -> None:
+        """Whole dock titles with scroll arrows, rather than "Fil…", "Cla…" in a narrow dock."""
+        for bar in self.window.findChildren(QTabBar):
+            bar.setElideMode(Qt.TextElideMode.ElideNone)
+            bar.setUsesScrollButtons(True)
 
     @property
     def choosers(self) -> list[ModelChooser]:

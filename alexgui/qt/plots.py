@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor, QFont, QResizeEvent
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
 from alexgui.qt.session import RunHistory
@@ -121,7 +121,9 @@ class MetricPlots(QWidget):
         self._stack.addWidget(self.view)
 
         self.loss_plot = self._add_plot(0, 0, "Training loss", "cross-entropy")
-        self.error_plot = self._add_plot(0, 1, "Error: train (running) and validation (per epoch)", "error (%)")
+        self.loss_plot.setToolTip("Loss of each training batch, and its exponential moving average (0.9)")
+        # Short: a long title sets the column's minimum width. The legend says which curve is which.
+        self.error_plot = self._add_plot(0, 1, "Top-1 / top-5 error", "error (%)")
         # Row 1 holds the legends of the top plots, below their step axes, where they hide no data.
         self.loss_legend = self._legend(0)
         self.error_legend = self._legend(1)
@@ -140,6 +142,10 @@ class MetricPlots(QWidget):
         self._stagger = QTimer(self)
         self._stagger.setInterval(STAGGER_MS)
         self._stagger.timeout.connect(self._draw_next)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.view.setGeometry(self.rect())
 
     # -- construction -----------------------------------------------------------------------
 
@@ -164,7 +170,8 @@ class MetricPlots(QWidget):
         return plot
 
     def _legend(self, col: int) -> pg.LegendItem:
-        legend = pg.LegendItem(colCount=4, labelTextColor=FOREGROUND, labelTextSize="8.5pt", horSpacing=18)
+        # Two entries a row: four would make each plot column wider than a 1280-pixel window leaves it.
+        legend = pg.LegendItem(colCount=2, labelTextColor=FOREGROUND, labelTextSize="8.5pt", horSpacing=18)
         self.view.addItem(legend, row=1, col=col)
         return legend
 
@@ -194,7 +201,7 @@ class MetricPlots(QWidget):
             items["loss_smooth"] = curve(self.loss_plot, solid, loss_legend, run.history.name)
         else:
             items["loss"] = curve(self.loss_plot, thin, loss_legend, "per step")
-            items["loss_smooth"] = curve(self.loss_plot, solid, loss_legend, "smoothed (EMA 0.9)")
+            items["loss_smooth"] = curve(self.loss_plot, solid, loss_legend, "smoothed")  # EMA 0.9: see the tooltip
         items["top1_smooth"] = curve(self.error_plot, pg.mkPen(c, width=1.5), style_legend, "train top-1")
         # A solid faded line, not a dotted one: dash patterns on a long antialiased path are slow to draw.
         items["top5_smooth"] = curve(self.error_plot, pg.mkPen(_faded(c, 120), width=1.5), style_legend, "train top-5")
@@ -225,6 +232,7 @@ class MetricPlots(QWidget):
             self._runs = {key: self._runs[key] for key, _, _ in runs}
         assert set(self._runs) == wanted
         self._stack.setCurrentIndex(1 if runs else 0)
+        self.view.setGeometry(self.rect())  # the stack sizes only its current page; keep the view in step
         if same:
             self.schedule()
         else:

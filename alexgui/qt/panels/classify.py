@@ -98,12 +98,15 @@ class ModelChooser(QWidget):
             "exported once, checked and cached; the answers stay the same."
         )
         self.fast.toggled.connect(self.fastToggled)
-        layout = QHBoxLayout(self)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.button)
+        row.addWidget(self.label, 1)
+        row.addWidget(self.progress)
+        row.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.button)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.cancel_button)
+        layout.addLayout(row)
         layout.addWidget(self.fast)
 
     def set_predictor(self, predictor: Predictor | None) -> None:
@@ -260,6 +263,9 @@ class ResultCard(QFrame):
             thumb.setStyleSheet(f"color: {ERROR_RED}; font-size: 28px; border: 1px dashed {ERROR_RED};")
         title = QLabel(f"<b>{Path(result.path).name}</b>")
         title.setToolTip(result.path)
+        # Every text wraps: the card must fit a narrow side dock (about 380 pixels at 1280x800).
+        title.setWordWrap(True)
+        title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         right = QVBoxLayout()
         right.setSpacing(2)
         right.addWidget(title)
@@ -276,6 +282,7 @@ class ResultCard(QFrame):
                 hit = result.top and result.top[0].index == result.true_index
                 truth = f" · true class <b>{class_names[result.true_index]}</b> {'✓' if hit else '✗'}"
             self.message = QLabel(f"<span style='color:#777'>{result.ms:.0f} ms · {crops}</span>{truth}")
+            self.message.setWordWrap(True)
             right.addWidget(self.message)
         right.addStretch(1)
         layout = QHBoxLayout(self)

@@ -37,8 +37,8 @@ from PySide6.QtWidgets import (
 
 from alexgui.engine import filters as F
 from alexgui.engine.atomic import atomic_target
+from alexgui.engine.model import CONV_LAYERS
 
-CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 TOWER_NAMES = {0: "Tower 0 (GPU 1)", 1: "Tower 1 (GPU 2)"}
 
 TooltipFn = Callable[[int, float, float], str]  # (tile index, x, y within the tile in 0..1) -> text
@@ -185,10 +185,14 @@ class FiltersPanel(QWidget):
         )
         self.save_button = QPushButton("Save PNG…")
         top = QHBoxLayout()
-        for w in (QLabel("Layer"), self.layer_box, self.kernel_spin, self.common_scale, self.show_change):
+        for w in (QLabel("Layer"), self.layer_box, self.kernel_spin):
             top.addWidget(w)
         top.addStretch(1)
         top.addWidget(self.save_button)
+        switches = QHBoxLayout()  # a row of its own, so the panel fits a narrow side dock
+        switches.addWidget(self.common_scale)
+        switches.addWidget(self.show_change)
+        switches.addStretch(1)
 
         self.status = QLabel("No model yet: train, or open a checkpoint.")
         self.status.setWordWrap(True)
@@ -202,6 +206,7 @@ class FiltersPanel(QWidget):
         for _ in range(2):
             heading = QLabel()
             heading.setTextFormat(Qt.TextFormat.RichText)
+            heading.setWordWrap(True)  # the side dock is narrow at 1280x800
             grid = TileGrid()
             grid.tileClicked.connect(self._make_click_handler(len(self.grids)))
             self.canvas_layout.addWidget(heading)
@@ -216,6 +221,7 @@ class FiltersPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addLayout(switches)
         layout.addWidget(self.status)
         layout.addWidget(scroll, 1)
 
