@@ -40,8 +40,9 @@ from alexgui.engine.events import (
 )
 
 TERMINAL = (Finished, Stopped, Failed)
-# How often the GUI takes the worker's events: 5 Hz keeps the curves live and the GUI thread idle.
-DRAIN_MS = 200
+# How often the GUI takes the worker's events (and so redraws the curves): 2 Hz still reads as live,
+# and on a small CPU every repaint takes time from torch's threads (benchmarks/bench_gui_training.py).
+DRAIN_MS = 500
 WATCH_POLL_MS = 1000
 
 
