@@ -282,3 +282,27 @@ def test_plots_draw_news_one_plot_at_a_time(qtbot, window: MainWindow) -> None:
     assert lengths.count(2) == 1 and window.plots.pending  # the rest follow on the timer
     qtbot.waitUntil(lambda: not window.plots.pending, timeout=2_000)
     assert [len(window.plots.curve(entry.key, s).getData()[0]) for s in ("loss", "top1_smooth", "lr", "ips")] == [2] * 4
+
+
+def test_missing_x11_library_is_named_before_qt_aborts(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import shutil
+    import subprocess
+
+    from alexgui.qt import app as app_module
+
+    ldd = "\tlibxcb.so.1 => /lib/libxcb.so.1\n\tlibxcb-icccm.so.4 => not found\n\tlibxkbcommon-x11.so.0 => not found\n"
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/ldd")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout=ldd, stderr=""))
+    x11 = {"DISPLAY": ":0"}
+    assert app_module.missing_x11_libraries(x11, "linux") == ["libxcb-icccm.so.4", "libxkbcommon-x11.so.0"]
+    assert app_module.missing_x11_libraries({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, "linux") == []
+    assert app_module.missing_x11_libraries({"QT_QPA_PLATFORM": "offscreen"}, "linux") == []
+    assert app_module.missing_x11_libraries(x11, "darwin") == []
+    assert app_module.debian_package("libxcb-icccm.so.4") == "libxcb-icccm4"
+    assert app_module.debian_package("libxkbcommon-x11.so.0") == "libxkbcommon-x11-0"
+    monkeypatch.setattr(app_module, "has_display", lambda: True)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    assert gui.run(gui.default_args()) == 2
+    assert "sudo apt install libxcb-icccm4 libxkbcommon-x11-0" in capsys.readouterr().err

@@ -36,10 +36,16 @@ def default_args() -> argparse.Namespace:
 
 def run(args: argparse.Namespace | None = None) -> int:
     args = args if args is not None else default_args()
-    from alexgui.qt.app import has_display
+    from alexgui.qt.app import debian_package, has_display, missing_x11_libraries
 
     if not has_display():
         print(NO_DISPLAY, file=sys.stderr)
+        return 2
+    missing = missing_x11_libraries()
+    if missing:
+        packages = " ".join(debian_package(m) for m in missing)
+        print(f"alexgui: Qt needs system libraries for its X11 window that this machine lacks: {', '.join(missing)}.\n"
+              f"Install them (Debian/Ubuntu: sudo apt install {packages}) and start alexgui again.", file=sys.stderr)
         return 2
     app, window = build(args)
     window.show()

@@ -723,6 +723,44 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
 _GC: list[GarbageCollector] = []  # kept alive with the application
 
 
+def missing_x11_libraries(env: dict[str, str] | None = None, platform: str = sys.platform) -> list[str]:
+    """Shared libraries Qt's X11 plugin needs that this machine lacks (Qt would abort without them).
+
+    Fresh Linux installs often lack some (Qt 6.5+ wants libxcb-cursor, -icccm, -keysyms, ...). Asks
+    the plugin itself with ldd; without ldd, looks up the libraries Qt 6 is known to need. Only X11
+    sessions are checked: Wayland, offscreen and other platforms do not use the plugin."""
+    env = dict(os.environ) if env is None else env
+    qpa = env.get("QT_QPA_PLATFORM", "").split(":")[0].strip().lower()
+    uses_xcb = qpa == "xcb" or (not qpa and bool(env.get("DISPLAY")) and not env.get("WAYLAND_DISPLAY"))
+    if not platform.startswith("linux") or not uses_xcb:
+        return []
+    import ctypes.util
+    import shutil
+    import subprocess
+
+    import PySide6
+
+    plugin = Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    if plugin.is_file() and shutil.which("ldd"):
+        try:
+            out = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        missing = [line.split("=>")[0].strip() for line in out.splitlines() if "not found" in line]
+        return sorted(set(missing))
+    needed = {"xcb-cursor": "libxcb-cursor.so.0", "xcb-icccm": "libxcb-icccm.so.4", "xcb-keysyms": "libxcb-keysyms.so.1",
+              "xcb-image": "libxcb-image.so.0", "xcb-render-util": "libxcb-render-util.so.0",
+              "xkbcommon-x11": "libxkbcommon-x11.so.0"}
+    return [soname for name, soname in needed.items() if ctypes.util.find_library(name) is None]
+
+
+def debian_package(soname: str) -> str:
+    """libxcb-icccm.so.4 -> libxcb-icccm4, libxkbcommon-x11.so.0 -> libxkbcommon-x11-0 (Debian's naming)."""
+    name, _, version = soname.partition(".so.")
+    version = version.split(".")[0]
+    return f"{name}{'-' if name[-1:].isdigit() else ''}{version}" if version else name
+
+
 def has_display(env: dict[str, str] | None = None, platform: str = sys.platform) -> bool:
     """Whether Qt can open a window here (without one, Qt would abort the process)."""
     env = dict(os.environ) if env is None else env
