@@ -152,9 +152,7 @@ def train(
         yield from trainer.run(resume)
     except (Cancelled, StatsStopped):
         yield trainer.emit(Stopped(trainer.step, trainer.epoch, checkpoint=trainer.last_saved))
-    except TrainingError as e:
-        yield trainer.emit(Failed(trainer.step, trainer.epoch, message=str(e), checkpoint=trainer.last_saved))
-    except (DatasetError, CheckpointError) as e:
+    except (TrainingError, DatasetError, CheckpointError) as e:  # their messages are written for the user
         yield trainer.emit(Failed(trainer.step, trainer.epoch, message=str(e), checkpoint=trainer.last_saved))
     except torch.cuda.OutOfMemoryError:
         message = (
