@@ -50,6 +50,21 @@ def _no_dangling_qthreads() -> Iterator[None]:
         return
     from PySide6.QtCore import QCoreApplication, QThread
 
+    if "alexgui.qt.workers" in sys.modules:
+        # Background jobs end with a `done` signal delivered by the event loop: let them finish.
+        import time
+
+        from PySide6.QtWidgets import QApplication
+
+        from alexgui.qt.workers import running_jobs
+
+        deadline = time.monotonic() + 5
+        while running_jobs() and time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.01)
+        if running_jobs():
+            pytest.fail("a worker thread was left running")
+
     app = QCoreApplication.instance()
     main = app.thread() if app is not None else None
     running = []

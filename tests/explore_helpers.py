@@ -14,6 +14,7 @@ from alexgui.engine.checkpoint import save_checkpoint
 from alexgui.engine.model import build_model
 from alexgui.engine.predict import Predictor, TorchPredictor
 from alexgui.engine.stats import DataStats
+from alexgui.engine.train import CHECKPOINT_FORMAT
 from alexgui.engine.transforms import Preprocess
 
 COLOURS = {"red": (210, 40, 40), "blue": (40, 60, 210)}
@@ -78,7 +79,7 @@ def train_colour_checkpoint(path: Path, seed: int = 0) -> Path:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update(stats.to_tensors())
     meta = {
-        "format": "alexgui-checkpoint/1",
+        "format": CHECKPOINT_FORMAT,
         "alexgui_version": __version__,
         "config": cfg.to_toml(),
         "arch": cfg.model.arch,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +10,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from alexgui.qt.panels.experiments import ExperimentsPanel  # noqa: E402
-from alexgui.qt.workers import running_jobs  # noqa: E402
 from tests.helpers import make_dataset  # noqa: E402
 
 WAIT_MS = 120_000
@@ -26,16 +23,6 @@ def _free_checkpoints(tmp_path: Path) -> Iterator[None]:
     after the test instead of letting pytest keep them for three sessions."""
     yield
     shutil.rmtree(tmp_path, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def _no_thread_left_behind(qtbot) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    yield
-    deadline = time.monotonic() + 5
-    while running_jobs() and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.01)
-    assert not running_jobs(), "a worker thread was left running"
 
 
 def _panel(qtbot, tmp_path: Path, experiment: str, epochs: int) -> ExperimentsPanel:  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +20,10 @@ from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser  # noqa: E402
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel  # noqa: E402
 from alexgui.qt.panels.filters import FiltersPanel  # noqa: E402
 from alexgui.qt.panels.retrieval import RetrievalPanel  # noqa: E402
-from alexgui.qt.workers import Job, running_jobs  # noqa: E402
+from alexgui.qt.workers import Job  # noqa: E402
 from tests.explore_helpers import MeanColourPredictor, colour_image, small_torch_predictor, write_colour_folder  # noqa: E402
 
 WAIT_MS = 30000
-
-
-@pytest.fixture(autouse=True)
-def _no_thread_left_behind(qtbot) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    yield
-    deadline = time.monotonic() + 5
-    while running_jobs() and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.01)
-    assert not running_jobs(), "a worker thread was left running"
 
 
 def drop(widget: QWidget, paths: list[Path]) -> None:
