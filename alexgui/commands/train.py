@@ -73,8 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
-    cfg = RunConfig.from_dict(base.to_dict())
-    values = cfg.to_dict()
+    values = base.to_dict()  # a deep copy (dataclasses.asdict); validated once, below
     if args.data is not None:
         values["data"]["data"] = str(Path(args.data).expanduser().resolve()) if args.data != "demo" else "demo"
     for flag, section, name, _, _ in _OVERRIDES:

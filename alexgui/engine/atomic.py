@@ -50,10 +50,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
             f: IO[Any] = open(tmp, "wb")  # noqa: SIM115 - closed below before the rename
         else:
             f = open(tmp, "w", encoding=encoding or "utf-8", newline="")  # noqa: SIM115
-        with f:
+        with f:  # closing flushes; atomic_target fsyncs the file before the rename
             yield f
-            f.flush()
-            os.fsync(f.fileno())
 
 
 @contextmanager

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,6 @@ SUBDIR = "decoded"
 
 class CacheError(Exception):
     """The cache cannot be written (no space, no permission); the message names the folder."""
-
-
-@dataclass
-class CacheEntryStat:
-    path: str
-    size: int
-    mtime_ns: int
 
 
 def fingerprint(paths: Sequence[str], labels: Sequence[int], size: int) -> str:
@@ -81,9 +73,13 @@ class DecodedCache:
         return mask
 
     @classmethod
-    def open(cls, cache_root: Path, paths: Sequence[str], labels: Sequence[int], size: int) -> DecodedCache | None:
-        """The finished cache for exactly these files, or None when there is none (or it is damaged)."""
-        key = fingerprint(paths, labels, size)
+    def open(
+        cls, cache_root: Path, paths: Sequence[str], labels: Sequence[int], size: int, key: str | None = None
+    ) -> DecodedCache | None:
+        """The finished cache for exactly these files, or None when there is none (or it is damaged).
+
+        key: their fingerprint when the caller has it (it stats every file: worth computing once)."""
+        key = key or fingerprint(paths, labels, size)
         folder = Path(cache_root) / SUBDIR
         data_path, sidecar_path = folder / f"{key}.u8", folder / f"{key}.json"
         try:
@@ -109,11 +105,13 @@ class CacheWriter:
     `put` may be called from several threads at once for different rows.
     """
 
-    def __init__(self, cache_root: Path, paths: Sequence[str], labels: Sequence[int], size: int) -> None:
+    def __init__(
+        self, cache_root: Path, paths: Sequence[str], labels: Sequence[int], size: int, key: str | None = None
+    ) -> None:
         self.paths = list(paths)
         self.labels = [int(label) for label in labels]
         self.size = size
-        self.key = fingerprint(self.paths, self.labels, size)
+        self.key = key or fingerprint(self.paths, self.labels, size)
         self.folder = Path(cache_root) / SUBDIR
         self.data_path = self.folder / f"{self.key}.u8"
         self.sidecar_path = self.folder / f"{self.key}.json"

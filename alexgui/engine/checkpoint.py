@@ -253,7 +253,7 @@ def _load_safetensors(path: Path, device: str | torch.device) -> Checkpoint:
     except CheckpointError:
         raise
     except Exception as e:  # safetensors raises its own error type, OSError, or RuntimeError for devices
-        raise CheckpointError(path, f"not a readable safetensors file ({_first_line(e)})") from None
+        raise CheckpointError(path, f"not a readable safetensors file ({first_line(e)})") from None
     return Checkpoint(path, tensors, _parse_meta(path, metadata))
 
 
@@ -286,7 +286,7 @@ def _load_torch(path: Path, device: str | torch.device) -> dict[str, torch.Tenso
             ) from None
         if isinstance(e, EOFError):
             raise CheckpointError(path, "not a readable PyTorch file (it ends early: truncated?)") from None
-        raise CheckpointError(path, f"not a readable PyTorch file ({type(e).__name__}: {_first_line(e)})") from None
+        raise CheckpointError(path, f"not a readable PyTorch file ({type(e).__name__}: {first_line(e)})") from None
     return _tensors_from_torch_object(path, obj)
 
 
@@ -312,6 +312,6 @@ def _weights_only_reason(message: str) -> str:
     return "not allowed by torch.load(weights_only=True)"
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from alexgui.config import DataConfig
-from alexgui.engine.cache import CacheError, CacheWriter, DecodedCache
+from alexgui.engine.cache import CacheError, CacheWriter, DecodedCache, fingerprint
 from alexgui.engine.imageio import ImageError, load_256
 
 ProgressFn = Callable[[str, int, int], None]
@@ -327,12 +327,13 @@ def prepare_dataset(
     size = cfg.resize
     cache: DecodedCache | None = None
     if cfg.cache:
-        cache = DecodedCache.open(cache_root, paths, labels, size)
+        key = fingerprint(paths, labels, size)  # stats every file: once, for both the lookup and the build
+        cache = DecodedCache.open(cache_root, paths, labels, size, key)
         if cache is not None:
             report("reading cache", len(paths), len(paths))
             reasons = cache.skipped
         else:
-            cache, reasons = _build_cache(cache_root, paths, labels, size, report, stop)
+            cache, reasons = _build_cache(cache_root, paths, labels, size, key, report, stop)
     else:
         reasons = _preflight(paths, size, None, report, stop)
 
@@ -357,10 +358,16 @@ def prepare_dataset(
 
 
 def _build_cache(
-    cache_root: Path, paths: list[str], labels: list[int], size: int, report: ProgressFn, stop: threading.Event | None
+    cache_root: Path,
+    paths: list[str],
+    labels: list[int],
+    size: int,
+    key: str,
+    report: ProgressFn,
+    stop: threading.Event | None,
 ) -> tuple[DecodedCache, dict[int, str]]:
     try:
-        writer = CacheWriter(cache_root, paths, labels, size)
+        writer = CacheWriter(cache_root, paths, labels, size, key)
     except CacheError as e:
         raise DatasetError(str(e)) from None
     try:

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from alexgui.engine.atomic import fsync_dir
+
 VERSION = "demo-v1"
 SEED = 2012
 SIZE = 256
@@ -284,7 +286,7 @@ def ensure_demo_dataset(
             # Another process finished first: use theirs.
             shutil.rmtree(tmp, ignore_errors=True)
             return _check_finished(final)
-        _fsync_dir(cache_root)
+        fsync_dir(cache_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -322,7 +324,7 @@ def _write_dataset(root: Path, n_train: int, n_val: int, seed: int, progress: Pr
         f.flush()
         os.fsync(f.fileno())
     for d in [root / s for s in ("train", "val")] + [root]:
-        _fsync_dir(d)
+        fsync_dir(d)
 
 
 def _readme(n_train: int, n_val: int, seed: int) -> str:
@@ -354,16 +356,3 @@ def _remove_stale_temporaries(cache_root: Path, name: str) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
         except OSError:
             pass  # another process removed or renamed it meanwhile
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # not possible on every platform (Windows); the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -37,6 +37,7 @@ import torch
 
 from alexgui.engine.predict import Predictor, PredictorError
 from alexgui.engine.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from alexgui.engine.zoo import sha256_file
 
 if TYPE_CHECKING:
     from alexgui.engine.predict import TorchPredictor
@@ -125,14 +126,14 @@ def decode_array(encoded: Any, what: str) -> np.ndarray:
 
 
 def stat_tensors(preprocess: Preprocess) -> dict[str, torch.Tensor]:
-    """The statistics Preprocess.from_description needs back, named as in checkpoints (stats.*)."""
+    """Preprocess.stat_tensors() on the CPU, always with the PCA statistics (ONNX metadata and the export
+    cache key have carried them from the start)."""
     tensors = {
-        "stats.pca_eigvals": preprocess.pca_eigvals.detach().cpu(),
-        "stats.pca_eigvecs": preprocess.pca_eigvecs.detach().cpu(),
+        "stats.pca_eigvals": preprocess.pca_eigvals,
+        "stats.pca_eigvecs": preprocess.pca_eigvecs,
+        **preprocess.stat_tensors(),
     }
-    if preprocess.mode == "mean_image":
-        tensors["stats.mean_image"] = preprocess.mean.detach().cpu()
-    return tensors
+    return {name: t.detach().cpu() for name, t in tensors.items()}
 
 
 # ---- providers -----------------------------------------------------------------------------------
@@ -364,7 +365,7 @@ class OnnxPredictor(Predictor):
         self.class_names = class_names
         self.wnids = wnids
         self.arch = meta.get(META_ARCH, "unknown")
-        self.fingerprint = meta.get(META_FINGERPRINT) or _file_fingerprint(self.path)
+        self.fingerprint = meta.get(META_FINGERPRINT) or sha256_file(self.path)[:16]
         self.source = str(self.path)
         self.exported_from = meta.get(META_SOURCE, "")
         self.precision = meta.get(META_PRECISION, "float32")
@@ -374,7 +375,7 @@ class OnnxPredictor(Predictor):
         self.class_names = []  # numbered once the warm-up run shows how many classes there are
         self.wnids = None
         self.arch = "unknown"
-        self.fingerprint = _file_fingerprint(self.path)
+        self.fingerprint = sha256_file(self.path)[:16]
         self.source = str(self.path)
         self.exported_from = ""
         self.precision = "float16" if self._layout.input_dtype == np.float16 else "float32"
@@ -599,14 +600,6 @@ def _json_meta(path: Path, meta: dict[str, str], key: str) -> Any:
         return json.loads(meta[key])
     except json.JSONDecodeError as e:
         raise OnnxModelError(path, f"metadata {key} is not valid JSON ({e})") from None
-
-
-def _file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def _shape_text(shape: Sequence[Any]) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from alexgui.config import ConfigError, ModelConfig, RunConfig
-from alexgui.engine.checkpoint import CheckpointError, load_checkpoint, split_prefix, weights_fingerprint
+from alexgui.engine.checkpoint import CheckpointError, first_line, load_checkpoint, split_prefix, weights_fingerprint
 from alexgui.engine.imageio import ImageError, load_256
 from alexgui.engine.labels import true_class
 from alexgui.engine.model import AlexNetBase, TorchvisionAlexNet, WeightsError, build_model, load_torchvision_weights
@@ -39,6 +39,8 @@ from alexgui.engine.transforms import Preprocess
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jfif"}
 )
+# The same list for file dialogs (Qt's name-filter syntax).
+IMAGE_FILE_FILTER = f"Images ({' '.join('*' + s for s in sorted(IMAGE_SUFFIXES))});;All files (*)"
 
 # Backends outside this module, imported only when a file of that kind is opened. Each is
 # "module:function" with function(path: Path, device: str) -> Predictor.
@@ -118,7 +120,7 @@ class TorchPredictor(Predictor):
         try:
             model.load_state_dict({k: v.detach().to("cpu") for k, v in state_dict.items()}, strict=True)
         except RuntimeError as e:
-            raise PredictorError(f"{source}: the weights do not fit the model ({_first_line(e)})") from None
+            raise PredictorError(f"{source}: the weights do not fit the model ({first_line(e)})") from None
         return cls(model, preprocess, class_names, weights_fingerprint(state_dict), source, device)
 
     @classmethod
@@ -369,9 +371,4 @@ def classify_files(
         try:
             yield classify_image(predictor, str(path), u8, top_k, ten_crop)
         except (RuntimeError, ValueError) as e:  # a model that cannot take this input
-            yield Classified(str(path), error=f"inference failed ({_first_line(e)})")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+            yield Classified(str(path), error=f"inference failed ({first_line(e)})")

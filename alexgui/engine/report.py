@@ -76,7 +76,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- Data: `{data['source']}`: {data['classes'] or '?'} classes, {data['train_images'] or '?'} training and "
         f"{data['val_images'] or '?'} validation images (chance top-1 error "
-        f"{_pct(data['chance_top1_error'])}).",
+        f"{percent(data['chance_top1_error'])}).",
         f"- Runs: {report['seeds']} seed(s) per variant (seeds 0..{report['seeds'] - 1}), {len(report['runs'])} runs in all, "
         "each an ordinary run folder beside this report.",
         f"- Training: the paper's network ({settings['arch']}), {settings['epochs']} epoch(s)"
@@ -97,7 +97,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["## Runs", "", *_table(
         ["folder", "status", "steps", "epochs", "val top-1", "val top-5"],
         [[f"[{r['path']}]({r['path']})", r["status"] + (f" ({r['message']})" if r["message"] else ""), r["steps"],
-          r["epochs_completed"], _pct(r["final_val_top1"]), _pct(r["final_val_top5"])] for r in report["runs"]],
+          r["epochs_completed"], percent(r["final_val_top1"]), percent(r["final_val_top5"])] for r in report["runs"]],
     ), ""]  # fmt: skip
     lines += ["Open the run folders in the app (Runs, Open) to overlay their curves.", ""]
     return "\n".join(lines)
@@ -112,7 +112,7 @@ def _table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> list[str]:
     return out
 
 
-def _pct(x: float | None) -> str:
+def percent(x: float | None) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.2f}%"
 
 
@@ -237,7 +237,7 @@ def _speedup_png(result: dict[str, Any]) -> bytes:
     ax.text(0, ax.get_ylim()[1] * 0.5, caption, ha="center", va="center", fontsize=10)
     ax.set_xticks([0, 1], ["measured\n(this data)", "paper\n(CIFAR-10, 4 layers)"])
     ax.set_ylabel("steps(tanh) / steps(ReLU) to the target")
-    ax.set_title(f"ReLU speed-up at {_pct(result['target_error'])} training error", fontsize=9)
+    ax.set_title(f"ReLU speed-up at {percent(result['target_error'])} training error", fontsize=9)
     ax.axhline(1.0, color="#555555", linewidth=0.8, linestyle=":")
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)

@@ -32,7 +32,7 @@ import numpy as np
 
 from alexgui.engine.atomic import atomic_open, atomic_write_text
 from alexgui.engine.imageio import ImageError, load_256
-from alexgui.engine.predict import Predictor, list_images
+from alexgui.engine.predict import IMAGE_SUFFIXES, Predictor, list_images
 
 INDEX_FORMAT = "alexgui-index/1"
 INDEX_JSON = "index.json"
@@ -151,7 +151,7 @@ def build_index(
         raise RetrievalError(f"{root}: not a folder of images")
     files = list_images(root)
     if not files:
-        raise RetrievalError(f"{root}: no image files found (looked for {', '.join(_suffix_hint())})")
+        raise RetrievalError(f"{root}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     stamps = {str(p): _stamp(p) for p in files}
     kept: list[str] = []
     chunks: list[np.ndarray] = []
@@ -199,12 +199,6 @@ def build_index(
         skipped=skipped,
         storage_dtype=storage,
     )
-
-
-def _suffix_hint() -> list[str]:
-    from alexgui.engine.predict import IMAGE_SUFFIXES
-
-    return sorted(IMAGE_SUFFIXES)
 
 
 def _stamp(path: Path) -> list[int]:

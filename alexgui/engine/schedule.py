@@ -21,9 +21,13 @@ class PlateauSchedule:
     epochs_since_best: int = 0
     drops: int = 0
 
+    def improves(self, val_error: float) -> bool:
+        """Whether this validation error is a new best (the trainer then also writes best.safetensors)."""
+        return val_error < self.best - 1e-9
+
     def update(self, val_error: float) -> float | None:
         """Record one epoch's validation error; return the new learning rate when it drops."""
-        if val_error < self.best - 1e-9:
+        if self.improves(val_error):
             self.best = val_error
             self.epochs_since_best = 0
             return None

@@ -55,7 +55,7 @@ from alexgui.engine.events import (
     StepDone,
     Stopped,
 )
-from alexgui.engine.model import AlexNetBase, build_model
+from alexgui.engine.model import CONV_LAYERS, AlexNetBase, build_model
 from alexgui.engine.placement import PlacementError, describe_devices, parse_devices, place_model, take_tower_stats
 from alexgui.engine.rundir import RunDir
 from alexgui.engine.schedule import PlateauSchedule
@@ -86,10 +86,15 @@ class TrainControl:
 
 def accuracy(output: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1, 5)) -> list[float]:
     """Fraction of rows whose target is among the k highest scores, for each k (k capped at the class count)."""
+    return _hit_rates(output, target, topk).tolist()
+
+
+def _hit_rates(output: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1, 5)) -> torch.Tensor:
+    """accuracy() as a tensor on the output's device, so callers can fetch it with other values in one copy."""
     maxk = min(max(topk), output.shape[1])
     _, pred = output.topk(maxk, dim=1)
     hit = pred.eq(target.view(-1, 1))
-    return [hit[:, : min(k, maxk)].any(dim=1).float().mean().item() for k in topk]
+    return torch.stack([hit[:, : min(k, maxk)].any(dim=1).float().mean() for k in topk])
 
 
 @torch.no_grad()
@@ -122,8 +127,9 @@ def evaluate(
                 else:
                     logits = model(_memory_format(preprocess.center_batch(u8), channels_last)).float()
                     probs = logits.softmax(dim=1)
-            loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum").item()
-            top1, top5 = accuracy(probs, labels)
+            batch_loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum")
+            batch_loss, top1, top5 = torch.cat([batch_loss.reshape(1), _hit_rates(probs, labels)]).tolist()
+            loss_sum += batch_loss
             n = labels.shape[0]
             top1_hits += top1 * n
             top5_hits += top5 * n
@@ -498,9 +504,10 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            top1, top5 = accuracy(logits.detach().float(), labels)
-        return loss.item(), top1, top5
+        with torch.no_grad():  # one device-to-host copy per step, not one per number
+            values = torch.cat([loss.detach().reshape(1), _hit_rates(logits.detach().float(), labels)])
+        loss_value, top1, top5 = values.tolist()
+        return loss_value, top1, top5
 
     def _accumulate(self, loss: float, top1: float, top5: float, n: int) -> None:
         s = self.epoch_sums
@@ -515,7 +522,7 @@ class _Trainer:
         n = max(s["n"], 1)
         val_loss, val_top1, val_top5 = self._validate(data.val)
         lr = self.schedule.lr
-        improved = val_top1 < self.schedule.best - 1e-9
+        improved = self.schedule.improves(val_top1)
         yield self.emit(
             EpochDone(
                 self.step,
@@ -570,7 +577,7 @@ class _Trainer:
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
                 tensors[f"optim.{i}.momentum_buffer"] = buf
-        tensors.update(_stat_tensors(self.preprocess))
+        tensors.update(self.preprocess.stat_tensors())
         return tensors
 
     def _checkpoint_meta(self) -> dict[str, Any]:
@@ -596,22 +603,8 @@ class _Trainer:
         if self.control.on_kernels is None:
             return
         with torch.no_grad():
-            kernels = {name: self.model.kernels(name).detach().float().cpu().clone() for name in _KERNEL_LAYERS}
+            kernels = {name: self.model.kernels(name).detach().float().cpu().clone() for name in CONV_LAYERS}
         self.control.on_kernels(kernels)
-
-
-_KERNEL_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
-
-
-def _stat_tensors(preprocess: Preprocess) -> dict[str, torch.Tensor]:
-    """The training-set statistics Preprocess.from_description needs back (keys as in stats.TENSOR_KEYS)."""
-    tensors = {}
-    if preprocess.mode == "mean_image":
-        tensors["stats.mean_image"] = preprocess.mean
-    if preprocess.mode == "mean_image" or preprocess.pca_source == "dataset":
-        tensors["stats.pca_eigvals"] = preprocess.pca_eigvals
-        tensors["stats.pca_eigvecs"] = preprocess.pca_eigvecs
-    return tensors
 
 
 def _reporting(

@@ -171,6 +171,16 @@ class Preprocess(nn.Module):
             d["std"] = list(self.channel_mean_std[1])
         return d
 
+    def stat_tensors(self) -> dict[str, Tensor]:
+        """The training-set statistics from_description needs back, named as in checkpoints (stats.*)."""
+        tensors = {}
+        if self.mode == "mean_image":
+            tensors["stats.mean_image"] = self.mean
+        if self.mode == "mean_image" or self.pca_source == "dataset":
+            tensors["stats.pca_eigvals"] = self.pca_eigvals
+            tensors["stats.pca_eigvecs"] = self.pca_eigvecs
+        return tensors
+
     @classmethod
     def from_description(cls, desc: dict[str, Any], tensors: dict[str, Tensor] | None = None) -> Preprocess:
         """Rebuild from describe()'s output plus the checkpoint's `stats.*` tensors where the mode needs them.

@@ -27,6 +27,7 @@ from alexgui.engine.experiments.definitions import Experiment
 from alexgui.engine.experiments.runner import TOWER_HISTORY, ExperimentOptions, PlannedRun, load_tower_history
 from alexgui.engine.experiments.stats import NOISE_SIGMAS, SINGLE_SEED, compare, spread
 from alexgui.engine.filters import colour_specificity, grid_layout, render_grid, rgb_kernel_tiles
+from alexgui.engine.report import percent
 from alexgui.engine.rundir import RunDir, read_events
 
 REPORT_FORMAT = "alexgui-experiment-report/1"
@@ -183,10 +184,6 @@ def _run_json(r: RunRecord) -> dict[str, Any]:
     }
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.2f}%"
-
-
 # ---- relu vs tanh -------------------------------------------------------------------------------
 
 
@@ -196,7 +193,7 @@ def _speed(experiment: Experiment, options: ExperimentOptions, records: list[Run
         target, rule = options.target_error, "given with --target-error"
     elif chance is not None:
         target = DEFAULT_TARGET_OF_CHANCE * chance
-        rule = f"{DEFAULT_TARGET_OF_CHANCE:g} x chance error ({_pct(chance)} for {report['data']['classes']} classes)"
+        rule = f"{DEFAULT_TARGET_OF_CHANCE:g} x chance error ({percent(chance)} for {report['data']['classes']} classes)"
     else:
         target, rule = 0.25, "the paper's 25% (no run reported its class count)"
     window = options.smooth_steps
@@ -224,7 +221,7 @@ def _speed(experiment: Experiment, options: ExperimentOptions, records: list[Run
     }
     all_reached = all(s is not None for v in reached.values() for s in v)
     lines = [
-        f"Target: running training top-1 error (mean of the last {window} steps) at or below {_pct(target)} "
+        f"Target: running training top-1 error (mean of the last {window} steps) at or below {percent(target)} "
         f"({rule}). The paper's target was 25% on CIFAR-10 with a four-layer CNN; here it is the paper's "
         "eight-layer network on this data, so the ratio, not the step counts, is what compares."
     ]
@@ -259,7 +256,7 @@ def _speed(experiment: Experiment, options: ExperimentOptions, records: list[Run
             )
         else:
             lines.append(
-                f"No speed-up can be computed: not every run reached {_pct(target)}. Train longer (--epochs) or "
+                f"No speed-up can be computed: not every run reached {percent(target)}. Train longer (--epochs) or "
                 "raise --target-error. The paper reports 6x."
             )
     report["result"] = result
@@ -274,7 +271,7 @@ def _speed(experiment: Experiment, options: ExperimentOptions, records: list[Run
         "x_label": "step",
         "y_label": f"training top-1 error, mean of last {window} steps",
         "series": series,
-        "hline": {"y": target, "label": f"target {_pct(target)}"},
+        "hline": {"y": target, "label": f"target {percent(target)}"},
     }
 
 
@@ -360,8 +357,8 @@ def _ablation(experiment: Experiment, records: list[RunRecord], report: dict[str
     report["tables"].append({
         "title": "Each run",
         "header": ["variant", "seed", "status", "steps", "epochs", "val top-1", "val top-5"],
-        "rows": [[r.label, r.seed, r.status, r.last_step, len(r.epochs), _pct((r.last_val() or {}).get("val_top1")),
-                  _pct((r.last_val() or {}).get("val_top5"))] for r in records],
+        "rows": [[r.label, r.seed, r.status, r.last_step, len(r.epochs), percent((r.last_val() or {}).get("val_top1")),
+                  percent((r.last_val() or {}).get("val_top5"))] for r in records],
     })  # fmt: skip
     series = []
     for r in records:
