@@ -18,6 +18,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QTabBar, QWidget
 
 from alexgui.engine.predict import Predictor, TorchPredictor
+from alexgui.engine.rundir import RunDir
 from alexgui.qt.app import MainWindow
 from alexgui.qt.export_dialog import ExportDialog
 from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser
@@ -176,7 +177,7 @@ class Explorer(QObject):
 
     def _use_training_run(self) -> None:
         run = self._training_run
-        if run is None or not (run / "checkpoints" / "last.safetensors").exists():
+        if run is None or not RunDir(run).last_checkpoint.exists():
             self.window.show_info(
                 "No checkpoint yet",
                 "The current run has no checkpoint yet. One is written at the end of each epoch, "
@@ -199,7 +200,7 @@ class Explorer(QObject):
     def _on_training_finished(self, final: str) -> None:
         # A first-time user trains on the demo, then drops a picture: classify with what was just trained.
         run = self._training_run
-        if run is not None and self.classify.predictor is None and (run / "checkpoints" / "last.safetensors").exists():
+        if run is not None and self.classify.predictor is None and RunDir(run).last_checkpoint.exists():
             self.load_model(str(run))
 
     # -- drops, export --------------------------------------------------------------------------

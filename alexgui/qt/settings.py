@@ -55,9 +55,6 @@ class AppSettings:
         self.store.setValue(f"recent/{kind}", items)
         return items
 
-    def remove_recent(self, kind: str, path: str | Path) -> None:
-        self.store.setValue(f"recent/{kind}", [p for p in self.recent(kind) if p != str(path)])
-
     def clear_recent(self) -> None:
         for kind in RECENT_KINDS:
             self.store.remove(f"recent/{kind}")

@@ -85,10 +85,6 @@ class Job(QObject):
         self._started = False
         self._finished = False
 
-    @property
-    def stop_event(self) -> threading.Event:
-        return self._stop
-
     def start(self) -> None:
         if self._started:
             raise RuntimeError("a Job runs once; create a new one")

@@ -42,7 +42,15 @@ from PySide6.QtWidgets import (
 
 from alexgui.engine import zoo
 from alexgui.engine.imageio import ImageError, load_256
-from alexgui.engine.predict import Classified, Predictor, classify_files, classify_image, expand_inputs, load_predictor
+from alexgui.engine.predict import (
+    IMAGE_FILE_FILTER,
+    Classified,
+    Predictor,
+    classify_files,
+    classify_image,
+    expand_inputs,
+    load_predictor,
+)
 from alexgui.qt.panels.filters import numpy_to_qimage
 from alexgui.qt.workers import Job
 
@@ -504,7 +512,7 @@ class ClassifyPanel(QWidget):
             self._start_next()
 
     def _choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Classify images", "", "Images (*.jpg *.jpeg *.png *.bmp *.gif *.tif *.tiff *.webp);;All files (*)")
+        files, _ = QFileDialog.getOpenFileNames(self, "Classify images", "", IMAGE_FILE_FILTER)
         if files:
             self.classify_paths(files)
 

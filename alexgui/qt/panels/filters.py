@@ -164,6 +164,7 @@ class FiltersPanel(QWidget):
         self._towers: dict[str, list[int]] = {}
         self._first_scores: dict[int, float] | None = None
         self._first_kernels: dict[str, np.ndarray] = {}  # the first snapshot, for the change view
+        self._drawn_for_width = -1  # the width the tiles were last sized for
         self.scores: dict[int, float] = {}
         self.viewer = TileViewer(self)
         self._feed = KernelFeed(self)
@@ -347,14 +348,18 @@ class FiltersPanel(QWidget):
 
             grid.set_tiles(tiles[members], tile_px, cols=16, tooltip=tip)
 
+    def _tile_columns_width(self) -> int:
+        return max(self.width() - 40, 200)
+
     def _fit_tile(self, preferred: int, cols: int) -> int:
         """Tile side that fits `cols` tiles across the panel, between 14 and `preferred` pixels."""
-        available = max(self.width() - 40, 200)
-        return int(max(14, min(preferred, available // cols - 2)))
+        self._drawn_for_width = self._tile_columns_width()
+        return int(max(14, min(preferred, self._drawn_for_width // cols - 2)))
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
-        self.refresh()
+        if self._tile_columns_width() != self._drawn_for_width:  # the tile size is all a width changes
+            self.refresh()
 
     def _heading(self, tower: int, count: int, score: float, single: bool) -> str:
         name = "All kernels (one tower)" if single else TOWER_NAMES.get(tower, f"Tower {tower}")

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui.engine.imageio import ImageError, load_256
-from alexgui.engine.predict import Predictor
+from alexgui.engine.predict import IMAGE_FILE_FILTER, Predictor
 from alexgui.engine.retrieval import (
     Cancelled,
     GalleryIndex,
@@ -372,7 +372,7 @@ class RetrievalPanel(QWidget):
             self.open_index(folder)
 
     def _choose_query(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Query image", "", "Images (*.jpg *.jpeg *.png *.bmp *.gif *.tif *.tiff *.webp);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Query image", "", IMAGE_FILE_FILTER)
         if path:
             self.query(path)
 

@@ -118,10 +118,16 @@ class RunsPanel(QWidget):
         state = STATE_WORDS.get(h.state, h.state)
         steps = f", step {h.last_step.step}" if h.last_step is not None else ""
         text = f"{entry.name}  —  {state}{steps}"
-        if item.text() != text:
-            item.setText(text)
         where = str(entry.path) if entry.path else "not saved"
-        item.setToolTip(f"{where}\n{entry.source}; {state}{steps}" + (f"\n{h.message}" if h.message else ""))
+        # Text and tooltip changes emit itemChanged too: that is not the user toggling visibility, and
+        # answering it would refresh every view again from inside the refresh that called us.
+        self._updating = True
+        try:
+            if item.text() != text:
+                item.setText(text)
+            item.setToolTip(f"{where}\n{entry.source}; {state}{steps}" + (f"\n{h.message}" if h.message else ""))
+        finally:
+            self._updating = False
 
     def remove_run(self, key: str) -> None:
         item = self._item(key)
