@@ -4,7 +4,13 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The PyTorch pair the suite is tested with. pyproject.toml accepts a range; `make` pins one pair so
+# that every fresh .venv gets what CI ran. PyPI's Linux build carries its CUDA libraries and runs on
+# the CPU too. (A CPU-only torch with PyPI's torchvision does not work: torchvision's extension links
+# against libtorch_cuda, and `import torchvision` then fails.) --no-cache-dir: the ~3 GB of wheels
+# are not kept a second time on disk.
+TORCH_PINS := torch==2.15.0 torchvision==0.29.2
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
 .PHONY: run test install bench clean
 
@@ -13,7 +19,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install --no-cache-dir -e ".[test]" $(TORCH_PINS)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
