@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QLabel
 
 from alexgui.commands import gui
@@ -19,6 +18,7 @@ from alexgui.qt.panels.monitor import PRESETS
 from alexgui.formatting import format_duration
 from alexgui.qt.session import RunHistory, run_dir_name
 from alexgui.qt.settings import MAX_RECENT, AppSettings, open_settings
+from tests.test_qt_panels import drop
 
 
 @pytest.fixture
@@ -124,12 +124,7 @@ def test_panels_dock_tabbed_and_appear_in_the_view_menu(window: MainWindow) -> N
 
 
 def _drop(target, paths: list[Path]) -> None:
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    for kind in (QDragEnterEvent, QDragMoveEvent, QDropEvent):
-        ev = kind(QPointF(target.rect().center()), Qt.DropAction.CopyAction, mime,
-                  Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-        QApplication.sendEvent(target, ev)
+    drop(target, paths, must_accept=False)
 
 
 def test_files_dropped_anywhere_reach_the_files_dropped_signal(qtbot, window: MainWindow, tmp_path: Path) -> None:
@@ -282,6 +277,48 @@ def test_plots_draw_news_one_plot_at_a_time(qtbot, window: MainWindow) -> None:
     assert lengths.count(2) == 1 and window.plots.pending  # the rest follow on the timer
     qtbot.waitUntil(lambda: not window.plots.pending, timeout=2_000)
     assert [len(window.plots.curve(entry.key, s).getData()[0]) for s in ("loss", "top1_smooth", "lr", "ips")] == [2] * 4
+
+
+def test_sticky_range_holds_still_while_the_data_grows_inside_it() -> None:
+    from alexgui.qt.plots import nice_ceiling, sticky_range
+
+    assert [nice_ceiling(v) for v in (0.7, 1.0, 1.3, 2.2, 3.0, 7.0, 130.0)] == [1.0, 1.0, 2.0, 2.5, 5.0, 10.0, 200.0]
+    first = sticky_range(None, (1.0, 100.0, 1.0, 2.0))
+    assert first[:2] == (1.0, 201.0)  # room to grow: a round number about 1.3 times as far
+    assert first[2] < 1.0 and first[3] > 2.0
+    # New steps and a slowly falling loss inside the range: nothing moves, so the axes need no repaint.
+    assert sticky_range(first, (1.0, 150.0, 0.9, 2.0)) == first
+    # The data leaves the range: x grows to a new round number, y takes the new low with a margin.
+    grown = sticky_range(first, (1.0, 260.0, 0.5, 2.0))
+    assert grown[1] == 501.0 and grown[2] < 0.5 and grown[3] > 2.0
+    # Data that fills too little of the range (a shorter run shown instead) gets a fitted range again.
+    assert sticky_range(grown, (1.0, 20.0, 1.9, 2.0))[1] == 26.0
+    flat = sticky_range(None, (1.0, 1.0, -2.0, -2.0), log_y=True)  # one learning rate, in log10
+    assert flat[2] == pytest.approx(-2.15) and flat[3] == pytest.approx(-1.85)
+
+
+def test_live_plots_keep_their_axes_while_steps_arrive_and_fit_the_data_after(qtbot, window: MainWindow) -> None:
+    h = RunHistory("r")
+    entry = window._add_entry(h, None, "trained here")
+
+    def step(i: int, loss: float) -> StepDone:
+        return StepDone(i, 0, batch=i, batches=100, loss=loss, top1_err=0.9, top5_err=0.5, lr=0.01, images_per_s=5.0)
+
+    plots = window.plots  # driven directly: with no training session the window would not be live
+    plots.set_live(True)
+    h.add([step(i, 1.9 + 0.2 * (i % 2)) for i in range(1, 41)])
+    plots.set_runs([(entry.key, h, entry.color)])
+    view = plots.loss_plot.getViewBox()
+    before = view.viewRange()
+    assert before[0][1] > 45  # the step axis reaches beyond the data
+    for i in range(41, 51):
+        h.add([step(i, 1.9 + 0.2 * (i % 2))])
+        plots.set_runs([(entry.key, h, entry.color)])
+        plots.refresh()
+        assert view.viewRange() == before
+    assert len(plots.curve(entry.key, "loss").getData()[0]) == 50  # the curves still took every step
+    plots.set_live(False)
+    assert view.viewRange()[0][1] < before[0][1]  # a finished run fills the plot
 
 
 def test_missing_x11_library_is_named_before_qt_aborts(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
