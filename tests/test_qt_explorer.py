@@ -40,6 +40,34 @@ def test_gui_command_docks_every_panel(qtbot, qt_settings: AppSettings, monkeypa
     w.explorer.shutdown()
 
 
+def test_closing_the_window_stops_a_running_classification(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    """Quitting with a large drop still in progress: the window is closed, not destroyed, before
+    the interpreter exits, so the jobs must end on close."""
+    import threading
+
+    from alexgui.qt.workers import running_jobs
+
+    started = threading.Event()
+
+    class Slow(MeanColourPredictor):
+        def predict_u8(self, u8, ten_crop=False):  # type: ignore[no-untyped-def]
+            started.set()
+            threading.Event().wait(0.05)
+            return super().predict_u8(u8, ten_crop)
+
+    images = []
+    for i in range(40):
+        path = tmp_path / f"red{i}.png"
+        colour_image("red", seed=i).save(path)
+        images.append(path)
+    window.explorer.classify.set_predictor(Slow())
+    window.explorer.classify.classify_paths(images)
+    qtbot.waitUntil(started.is_set, timeout=WAIT_MS)
+    assert running_jobs()
+    window.close()
+    assert not window.isVisible() and not running_jobs()
+
+
 def test_files_dropped_on_the_window_are_classified(qtbot, window: MainWindow, tmp_path: Path) -> None:
     images = []
     for i, colour in enumerate(["red", "blue"]):

@@ -36,7 +36,7 @@ def default_args() -> argparse.Namespace:
 
 def run(args: argparse.Namespace | None = None) -> int:
     args = args if args is not None else default_args()
-    from alexgui.qt.app import debian_package, has_display, missing_x11_libraries
+    from alexgui.qt.app import debian_package, freeze_startup_heap, has_display, missing_x11_libraries
 
     if not has_display():
         print(NO_DISPLAY, file=sys.stderr)
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace | None = None) -> int:
         return 2
     app, window = build(args)
     window.show()
+    freeze_startup_heap()
     code = app.exec()
     window.session.shutdown()  # the window waits for its thread on close; this is the safety net
     return int(code)

@@ -7,6 +7,7 @@ and `model_open_requested(Path)` for whoever provides them.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from pyqtgraph.util.garbage_collector import GarbageCollector
 
 from alexgui import __version__
 from alexgui.engine.events import Event, Failed, RunStarted
+from alexgui.paths import shipped
 from alexgui.qt.panels.log import LogPanel
 from alexgui.qt.panels.monitor import MonitorPanel, available_devices
 from alexgui.qt.panels.runs import RunEntry, RunsPanel
@@ -35,7 +37,7 @@ from alexgui.qt.plots import MetricPlots, run_color
 from alexgui.qt.session import RunHistory, RunOpenError, RunWatcher, TrainFn, TrainSession
 from alexgui.qt.settings import AppSettings
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+RESOURCES = shipped("resources")
 PAPER = "Krizhevsky, Sutskever & Hinton, “ImageNet Classification with Deep Convolutional Neural Networks”, NIPS 2012"
 MODEL_FILTER = "Models (*.safetensors *.pt *.pth *.onnx);;Checkpoints (*.safetensors *.pt *.pth);;ONNX (*.onnx);;All files (*)"
 STATE_TEXT = {
@@ -65,6 +67,7 @@ class MainWindow(QMainWindow):
     files_dropped = Signal(list)  # list[Path]: files or folders dropped anywhere on the window (run folders excepted)
     export_requested = Signal()
     model_open_requested = Signal(object)  # Path of a checkpoint or ONNX file
+    closed = Signal()  # the window accepted its close: panels stop their background jobs now, not at exit
 
     def __init__(
         self,
@@ -510,6 +513,7 @@ class MainWindow(QMainWindow):
         self.state_label.setText({"finished": "Finished", "stopped": "Stopped", "failed": "Failed"}.get(final, final))
         if entry is not None:
             self.runs_panel.update_run(entry)
+        self.plots.set_live(False)
         self._update_actions()
         self._update_device_label()
         self._update_progress()
@@ -604,6 +608,7 @@ class MainWindow(QMainWindow):
         return entries
 
     def _refresh_views(self) -> None:
+        self.plots.set_live(self.session.is_running)
         self.plots.set_runs([(e.key, e.history, e.color) for e in self.visible_runs()])
         for entry in self.runs.values():
             self.runs_panel.update_run(entry)
@@ -703,6 +708,7 @@ class MainWindow(QMainWindow):
                 entry.watcher.stop()
         self._tick.stop()
         event.accept()
+        self.closed.emit()
 
 
 def ensure_app(argv: list[str] | None = None) -> QApplication:
@@ -721,6 +727,17 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
 
 
 _GC: list[GarbageCollector] = []  # kept alive with the application
+
+
+def freeze_startup_heap() -> None:
+    """Exempt everything built so far (modules, torch, the window) from future garbage collections.
+
+    The collector runs on the GUI thread (see ensure_app); a full pass over the startup heap takes
+    about 50 ms there, holding the GIL that the training thread needs. The window and its panels live
+    until exit anyway, so scanning them again finds nothing. Called once, after the window is built.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def missing_x11_libraries(env: dict[str, str] | None = None, platform: str = sys.platform) -> list[str]:

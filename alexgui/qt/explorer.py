@@ -84,6 +84,8 @@ class Explorer(QObject):
         self.classify.imageClassified.connect(self._show_first_in_feature_maps)
         self.classify.finished.connect(lambda cancelled: setattr(self, "_maps_follow", True))
         self.experiments.openRunsRequested.connect(lambda paths: [window.open_run(Path(p)) for p in paths])
+        # A window closed by the user is not destroyed before the interpreter exits: stop jobs on close.
+        window.closed.connect(self.shutdown)
         window.destroyed.connect(self.shutdown)
 
     def unelide_tabs(self) -> None:
