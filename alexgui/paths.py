@@ -1,4 +1,4 @@
-"""Where alexgui keeps things on the user's machine.
+"""Where alexgui keeps things on the user's machine, and where its own files were installed.
 
 ALEXGUI_CACHE_DIR overrides the cache location (tests point it at a temporary folder).
 """
@@ -6,7 +6,13 @@ ALEXGUI_CACHE_DIR overrides the cache location (tests point it at a temporary fo
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+# resources/ and model_zoo/ sit beside the package in a checkout (and an editable install); a wheel
+# installs them under <prefix>/share/alexgui (pyproject.toml's data-files).
+CHECKOUT = Path(__file__).resolve().parents[1]
+SHARE = Path(sys.prefix) / "share" / "alexgui"
 
 
 def cache_dir() -> Path:
@@ -16,3 +22,14 @@ def cache_dir() -> Path:
         return Path(override)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "alexgui"
+
+
+def shipped(relative: str, roots: tuple[Path, ...] = (CHECKOUT, SHARE)) -> Path:
+    """A file alexgui ships (e.g. "model_zoo/registry.json"): from the checkout when running from one,
+    else from the installed share folder. The first root's path when neither has it, so that the
+    caller's error message names where it looked first."""
+    for root in roots:
+        candidate = root / relative
+        if candidate.exists():
+            return candidate
+    return roots[0] / relative

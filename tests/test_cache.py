@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,41 @@ def test_writer_finish_then_open(tmp_path: Path) -> None:
     assert int(cache.images[0].max()) == 7 and int(cache.images[2].min()) == 9
     meta = json.loads(cache.data_path.with_suffix(".json").read_text())
     assert meta["labels"] == [0, 1, 1] and meta["paths"] == paths and meta["size"] == 8
+
+
+def _finished_cache(root: Path, folder: Path, name: str) -> Path:
+    """A finished 1-image cache (16x16: 768 bytes)."""
+    path = folder / f"{name}.png"
+    Image.new("RGB", (4, 4)).save(path)
+    writer = CacheWriter(root, [str(path)], [0], 16)
+    writer.put(0, np.zeros((16, 16, 3), np.uint8))
+    return writer.finish().data_path
+
+
+def _last_used(data: Path, when: float) -> None:
+    os.utime(data.with_suffix(".json"), (when, when))
+
+
+def test_old_and_least_recently_used_caches_are_pruned(tmp_path: Path) -> None:
+    from alexgui.engine.cache import prune
+
+    root, now, day = tmp_path / "cache", time.time(), 86400.0
+    stale, old, recent, kept = (_finished_cache(root, tmp_path, name) for name in ("stale", "old", "recent", "kept"))
+    for data, age in ((stale, 40), (old, 3), (recent, 1), (kept, 50)):
+        _last_used(data, now - age * day)
+    # Unused for over 30 days goes; `keep` (the cache about to be rebuilt or used) never does.
+    assert prune(root, keep=kept.stem, now=now) == [stale]
+    assert not stale.with_suffix(".json").exists() and kept.exists()
+    # Over the size budget: the least recently used goes first, until the new one fits.
+    assert prune(root, keep=kept.stem, incoming_bytes=768, max_total=2 * 768, now=now) == [old]
+    assert recent.exists() and kept.exists()
+    # Building a new cache prunes too: "kept" has not been used for 50 days.
+    _finished_cache(root, tmp_path, "new")
+    assert not kept.exists() and recent.exists()
+
+
+def test_opening_a_cache_marks_it_used(tmp_path: Path) -> None:
+    data = _finished_cache(tmp_path / "cache", tmp_path, "a")
+    _last_used(data, 1_000.0)
+    assert DecodedCache.open(tmp_path / "cache", [str(tmp_path / "a.png")], [0], 16) is not None
+    assert data.with_suffix(".json").stat().st_mtime > time.time() - 60

@@ -56,6 +56,21 @@ def test_run_overlays_variants_and_shows_the_report(qtbot, tmp_path: Path) -> No
         panel.open_runs_button.click()
     assert [Path(p).name for p in opened.args[0]] == ["overlapping-seed0", "non-overlapping-seed0"]
 
+    # Later, in a new session: choosing the experiment shows the saved report, its curves and runs.
+    again = ExperimentsPanel(out_root=tmp_path / "experiments", devices=[("cpu", "CPU")])
+    qtbot.addWidget(again)
+    assert again.report is None
+    again.set_experiment("pooling")
+    assert again.report is not None and again.report["created"] == panel.report["created"]
+    assert "single seed" in again.result.text() and "report.md" in again.status.text()
+    assert set(again.points()) == {"overlapping", "non-overlapping"} and all(again.points().values())
+    assert again.open_report_button.isEnabled() and again.open_runs_button.isEnabled()
+    # A damaged report is named, and the panel stays usable.
+    (tmp_path / "experiments" / "pooling" / "report.json").write_text("{ not json")
+    again.set_experiment("relu-vs-tanh")
+    again.set_experiment("pooling")
+    assert again.report is None and "report.json" in again.error and again.run_button.isEnabled()
+
 
 def test_cancel_stops_cleanly_and_keeps_a_checkpoint(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     panel = _panel(qtbot, tmp_path, "towers", epochs=500)

@@ -5,6 +5,10 @@ A cache lives in CACHE_ROOT/decoded/ as two files named by a fingerprint of its 
     <fingerprint>.u8     the images, shape (N, size, size, 3), uint8, C order, no header
     <fingerprint>.json   the sidecar: format, size, paths, labels and the files that could not be used
 
+Old caches are pruned before a new one is built: those unused for MAX_UNUSED_DAYS (opening a cache
+marks it used), then the least recently used until all of them fit in MAX_TOTAL_BYTES. A dataset
+whose files changed gets a new fingerprint, so its old cache would otherwise stay on disk for good.
+
 The fingerprint covers every file's resolved path, byte size and modification time, the labels,
 the image size and FORMAT_VERSION, so changing, adding or removing a file (or how images are
 decoded) selects a different cache. The image file is written under a temporary name, fsync'ed and
@@ -29,6 +33,8 @@ from alexgui.engine.atomic import atomic_target, atomic_write_text, remove_stale
 # Bump when decoding changes in a way that alters pixels (filter, crop, colour conversion).
 FORMAT_VERSION = 1
 SUBDIR = "decoded"
+MAX_UNUSED_DAYS = 30
+MAX_TOTAL_BYTES = 40 * 10**9  # ImageNet's 1.28M training images at 256x256 take about 250 GB: that one is kept alone
 
 
 class CacheError(Exception):
@@ -96,7 +102,51 @@ class DecodedCache:
             skipped = {int(i): str(reason) for i, reason in meta.get("skipped", {}).items()}
         except (OSError, ValueError, TypeError, AttributeError):
             return None
+        try:
+            os.utime(sidecar_path)  # last used now: pruning removes the least recently used first
+        except OSError:
+            pass  # a read-only cache still works; it is just never pruned
         return cls(data_path, list(paths), np.asarray(labels, dtype=np.int64), size, skipped)
+
+
+def prune(
+    cache_root: Path, keep: str | None = None, incoming_bytes: int = 0,
+    max_total: int = MAX_TOTAL_BYTES, max_unused_days: float = MAX_UNUSED_DAYS, now: float | None = None,
+) -> list[Path]:
+    """Delete caches unused for max_unused_days, then the least recently used until the rest and
+    incoming_bytes fit in max_total; never the one named keep. Returns the image files deleted.
+
+    A cache another process still reads stays readable where the OS allows deleting open files (POSIX);
+    elsewhere the deletion fails and the cache is left for next time."""
+    import time
+
+    folder = Path(cache_root) / SUBDIR
+    now = time.time() if now is None else now
+    entries = []
+    for sidecar in folder.glob("*.json"):
+        data = sidecar.with_suffix(".u8")
+        if sidecar.stem == keep:
+            continue
+        try:
+            used = sidecar.stat().st_mtime
+            size = data.stat().st_size if data.exists() else 0
+        except OSError:
+            continue
+        entries.append((used, size, data, sidecar))
+    entries.sort()  # least recently used first
+    total = sum(size for _, size, _, _ in entries) + incoming_bytes
+    removed = []
+    for used, size, data, sidecar in entries:
+        if now - used <= max_unused_days * 86400 and total <= max_total:
+            break
+        try:
+            sidecar.unlink()  # first: a cache without its sidecar is never trusted
+            data.unlink(missing_ok=True)
+        except OSError:
+            continue
+        total -= size
+        removed.append(data)
+    return removed
 
 
 class CacheWriter:
@@ -122,6 +172,7 @@ class CacheWriter:
         except OSError as e:
             raise CacheError(f"{self.folder}: cannot create the decoded-image cache ({e.strerror or e})") from None
         remove_stale_temporaries(self.folder)
+        prune(Path(cache_root), keep=self.key, incoming_bytes=nbytes)
         # atomic_target: on a clean exit fsync + rename onto <key>.u8; on an exception, delete.
         self._target = atomic_target(self.data_path)
         tmp = self._target.__enter__()

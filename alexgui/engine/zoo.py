@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from alexgui.engine.atomic import atomic_open
+from alexgui.paths import shipped
 
-REGISTRY_PATH = Path(__file__).resolve().parents[2] / "model_zoo" / "registry.json"
+REGISTRY_PATH = shipped("model_zoo/registry.json")
 DEFAULT_MODEL = "torchvision-alexnet"
 ALIASES = frozenset({"torchvision", "torchvision-alexnet"})
 CHUNK = 1 << 20

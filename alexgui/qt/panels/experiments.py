@@ -52,6 +52,7 @@ from alexgui.engine.experiments import (
     Update,
     run_experiment,
 )
+from alexgui.engine.report import REPORT_JSON, load_report
 from alexgui.qt.panels.classify import ERROR_RED
 from alexgui.qt.panels.monitor import available_devices
 from alexgui.qt.plots import BACKGROUND, RUN_COLORS
@@ -231,6 +232,7 @@ class ExperimentsPanel(QWidget):
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self._redraw)
         self.experiment.currentIndexChanged.connect(self._show_experiment)
+        self.out_root.editingFinished.connect(self.show_saved_report)
         self._show_experiment()
 
     @staticmethod
@@ -284,6 +286,42 @@ class ExperimentsPanel(QWidget):
         e = EXPERIMENTS[self.experiment_name]
         self.question.setText(f"{e.question} Recommended: {e.recommended_seeds} seeds.")
         self.paper.setText(html.escape(e.paper_claim))
+        self.show_saved_report()
+
+    def show_saved_report(self) -> bool:
+        """Show the report an earlier run left in this experiment's output folder, with its curves and
+        runs; True when there was one. A damaged report.json is named in the status line."""
+        if self.is_busy():
+            return False
+        out = self.out_folder()
+        self._reset_view()
+        self.error = ""
+        if not (out / REPORT_JSON).is_file():
+            self.status.setText("Choose an experiment and press Run.")
+            return False
+        try:
+            report = load_report(out)
+            self._out = out
+            self._display_report(report)
+            curves = report.get("curves") or {}
+            if curves:
+                self.plot.setLabel("left", str(curves.get("y_label", "")))
+                self.plot.setLabel("bottom", str(curves.get("x_label", "")))
+            for s in curves.get("series", []):
+                curve = self._curve(len(self._curves), str(s["variant"]), int(s["seed"]), key=str(s["label"]))
+                points = [(float(x), float(y)) for x, y in zip(s["x"], s["y"]) if x is not None and y is not None]
+                curve.xs, curve.ys = [x for x, _ in points], [y for _, y in points]
+            self._redraw()
+        except (ValueError, KeyError, TypeError) as e:
+            self._reset_view()
+            self._show_error(str(e) if str(out) in str(e) else f"{out / REPORT_JSON}: not a readable report ({e})")
+            return False
+        runs = [out / str(r.get("path", "")) for r in report.get("runs", []) if isinstance(r, dict)]
+        self._run_paths = [str(p) for p in runs if p != out and p.is_dir()]
+        self.open_runs_button.setEnabled(bool(self._run_paths))
+        self.status.setText(f"Report of {report.get('created', 'an earlier run')}: {out / 'report.md'}. "
+                            "Run again with this folder to resume or redo it.")
+        return True
 
     def _on_dataset_activated(self, index: int) -> None:
         if self.dataset.itemData(index) != CHOOSE:
@@ -299,6 +337,7 @@ class ExperimentsPanel(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Folder for experiments", self.out_root.text())
         if folder:
             self.out_root.setText(folder)
+            self.show_saved_report()
 
     # ---- running ----------------------------------------------------------------------------------------
 
@@ -363,6 +402,7 @@ class ExperimentsPanel(QWidget):
         self.open_report_button.setEnabled(False)
         self.open_runs_button.setEnabled(False)
         kind = EXPERIMENTS[self.experiment_name].kind
+        self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "conv1 colour specificity" if kind == "towers" else
                            f"training top-1 error (mean of {LIVE_SMOOTH_STEPS} steps)")  # fmt: skip
 
@@ -465,12 +505,15 @@ class ExperimentsPanel(QWidget):
         return {c.label: c.drawn for c in self._curves.values()}
 
     def _show_report(self, report: dict[str, Any]) -> None:
-        self.report = report
-        paragraphs = [_markdown_bold(html.escape(p)) for p in report["summary"]]
-        self.result.setText("".join(f"<p>{p}</p>" for p in paragraphs))
-        self.open_report_button.setEnabled(True)
+        self._display_report(report)
         self.status.setText(f"Report written: {self._out / 'report.md' if self._out else ''}")
         self.reportReady.emit(report)
+
+    def _display_report(self, report: dict[str, Any]) -> None:
+        paragraphs = [_markdown_bold(html.escape(str(p))) for p in report["summary"]]
+        self.report = report
+        self.result.setText("".join(f"<p>{p}</p>" for p in paragraphs))
+        self.open_report_button.setEnabled(True)
 
     def open_report(self) -> None:
         """Show the report's folder (report.md beside its PNG plots and the run folders)."""
