@@ -3,8 +3,8 @@
 `RunHistory` is a plain model of one run's metrics, rebuilt from its events (the same events whether
 they come from a training thread or from a run directory's metrics.jsonl). `TrainSession` lives in
 the GUI thread and owns a QThread on which a `TrainWorker` drives the engine's event generator; the
-worker only appends events to a queue, and the session hands them to the GUI in batches a few times a
-second, so drawing never slows training. `RunWatcher` follows a run directory written by another
+worker only appends events to a queue, and the session hands them to the GUI in one batch a second
+(DRAIN_MS), so that drawing takes little from training. `RunWatcher` follows a run directory written by another
 process (`alexgui train`, maybe on another machine and a shared disk).
 """
 
