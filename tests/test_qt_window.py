@@ -123,10 +123,6 @@ def test_panels_dock_tabbed_and_appear_in_the_view_menu(window: MainWindow) -> N
     assert "Filters" in titles and "Classify" in titles
 
 
-def _drop(target, paths: list[Path]) -> None:
-    drop(target, paths, must_accept=False)
-
-
 def test_files_dropped_anywhere_reach_the_files_dropped_signal(qtbot, window: MainWindow, tmp_path: Path) -> None:
     images = [tmp_path / "cat.jpg", tmp_path / "dog.png"]
     for p in images:
@@ -134,14 +130,14 @@ def test_files_dropped_anywhere_reach_the_files_dropped_signal(qtbot, window: Ma
     received: list[list[Path]] = []
     window.files_dropped.connect(received.append)
     window.show()
-    _drop(window, images)
+    drop(window, images, must_accept=False)
     assert received == [images]
 
 
 def test_a_dropped_folder_becomes_the_dataset_when_no_panel_takes_drops(window: MainWindow, tmp_path: Path) -> None:
     folder = tmp_path / "my-photos"
     folder.mkdir()
-    _drop(window, [folder])
+    drop(window, [folder], must_accept=False)
     assert window.monitor.form.config().data.data == str(folder)
     assert window.settings.recent("dataset") == [str(folder)]
 

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,6 @@ def prune(
 
     A cache another process still reads stays readable where the OS allows deleting open files (POSIX);
     elsewhere the deletion fails and the cache is left for next time."""
-    import time
-
     folder = Path(cache_root) / SUBDIR
     now = time.time() if now is None else now
     entries = []
@@ -129,9 +128,12 @@ def prune(
             continue
         try:
             used = sidecar.stat().st_mtime
-            size = data.stat().st_size if data.exists() else 0
         except OSError:
             continue
+        try:
+            size = data.stat().st_size
+        except OSError:
+            size = 0  # a sidecar left without its images: pruned like any other
         entries.append((used, size, data, sidecar))
     entries.sort()  # least recently used first
     total = sum(size for _, size, _, _ in entries) + incoming_bytes

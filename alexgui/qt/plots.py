@@ -108,20 +108,17 @@ def sticky_range(current: Range | None, data: Range, log_y: bool = False) -> Ran
     otherwise x runs from the first step to a round number about 1.3 times as far as the data, and y
     gets a margin beyond the data (with log_y the y values are log10, and a flat curve gets a decade)."""
     dx0, dx1, dy0, dy1 = data
-    if current is not None:
-        cx0, cx1, cy0, cy1 = current
-        if cx0 <= dx0 and dx1 <= cx1 and dx1 - cx0 >= FILL_X * (cx1 - cx0):
-            dx0, dx1 = cx0, cx1
-        else:
-            dx1 = dx0 + nice_ceiling(max(1.3 * (dx1 - dx0), 1.0))
-        if cy0 <= dy0 and dy1 <= cy1 and dy1 - dy0 >= FILL_Y * (cy1 - cy0):
-            return dx0, dx1, cy0, cy1
+    cx0, cx1, cy0, cy1 = current if current is not None else (0.0, 0.0, 0.0, 0.0)
+    if current is not None and cx0 <= dx0 and dx1 <= cx1 and dx1 - cx0 >= FILL_X * (cx1 - cx0):
+        x0, x1 = cx0, cx1
     else:
-        dx1 = dx0 + nice_ceiling(max(1.3 * (dx1 - dx0), 1.0))
+        x0, x1 = dx0, dx0 + nice_ceiling(max(1.3 * (dx1 - dx0), 1.0))
+    if current is not None and cy0 <= dy0 and dy1 <= cy1 and dy1 - dy0 >= FILL_Y * (cy1 - cy0):
+        return x0, x1, cy0, cy1
     span = dy1 - dy0
     if span <= 0:
         span = 1.0 if log_y else max(abs(dy0) * 0.2, 1e-3)
-    return dx0, dx1, dy0 - Y_MARGIN * span, dy1 + Y_MARGIN * span
+    return x0, x1, dy0 - Y_MARGIN * span, dy1 + Y_MARGIN * span
 
 
 def run_color(index: int) -> QColor:
@@ -349,10 +346,6 @@ class MetricPlots(QWidget):
             if live:
                 self._place_anchor(name)
             self._plots[name].getViewBox().updateAutoRange()
-
-    @property
-    def live(self) -> bool:
-        return self._live
 
     def _draw_plot(self, name: str) -> None:
         for run in self._runs.values():

@@ -54,7 +54,7 @@ from alexgui.engine.experiments import (
 )
 from alexgui.engine.report import REPORT_JSON, load_report
 from alexgui.qt.panels.classify import ERROR_RED
-from alexgui.qt.panels.monitor import available_devices
+from alexgui.qt.panels.monitor import device_box
 from alexgui.qt.plots import BACKGROUND, RUN_COLORS
 from alexgui.formatting import format_duration
 from alexgui.qt.workers import Job
@@ -146,9 +146,7 @@ class ExperimentsPanel(QWidget):
                                 "stands out of the seed-to-seed noise")  # fmt: skip
         self.batch_size = self._spin(1, 4096, 128, "Images per step (paper: 128)")
         self.crop = self._spin(32, 224, 224, "Training crop; the paper's is 224. Smaller is faster on a CPU but not the paper's input")
-        self.device = QComboBox()
-        for value, label in devices if devices is not None else available_devices():
-            self.device.addItem(label, value)
+        self.device = device_box(devices)
         form = QFormLayout()
         form.addRow("Experiment", self.experiment)
         form.addRow("Dataset", self.dataset)

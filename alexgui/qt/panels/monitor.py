@@ -91,6 +91,14 @@ def available_devices() -> list[tuple[str, str]]:
     return devices
 
 
+def device_box(devices: list[tuple[str, str]] | None = None) -> QComboBox:
+    """A choice of training device: (value, label) pairs, or the devices found on this machine."""
+    box = QComboBox()
+    for value, label in devices if devices is not None else available_devices():
+        box.addItem(label, value)
+    return box
+
+
 def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
     box = QSpinBox()
     box.setRange(lo, hi)
@@ -157,9 +165,7 @@ class TrainSettingsForm(QWidget):
         self.lr = _double(1e-6, 10.0, 5, 0.001, "Initial learning rate (paper: 0.01), divided by 10 when validation error stalls")
         self.momentum = _double(0.0, 0.999, 3, 0.05, "SGD momentum (paper: 0.9)")
         self.weight_decay = _double(0.0, 0.1, 5, 0.0001, "L2 weight decay (paper: 0.0005)")
-        self.device = QComboBox()
-        for value, label in devices if devices is not None else available_devices():
-            self.device.addItem(label, value)
+        self.device = device_box(devices)
         self.device.setToolTip("Where to train: the CPU or one CUDA GPU")
         recipe.addRow("Epochs", self.epochs)
         recipe.addRow("Batch size", self.batch_size)
