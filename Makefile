@@ -32,9 +32,10 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n 2 --dist loadgroup
 
-# Each benchmark measures its ratios side by side in one process; figures go to benchmarks/README.md.
+# Each benchmark measures its ratios side by side in one run; figures go to benchmarks/README.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_train_loop
+	$(BIN)/python -m benchmarks.bench_cpu_memory
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.bench_gui_training
 	$(BIN)/python -m benchmarks.bench_inference
 	$(BIN)/python -m benchmarks.bench_retrieval

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from alexgui import __version__
+from alexgui.engine.memory import share_one_heap
 
 # Order is the order of `alexgui --help`.
 COMMANDS = ("gui", "train", "summary", "classify", "index", "neighbours", "export", "experiment")
@@ -40,6 +41,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before any thread exists: threads that already allocate keep their own heaps (engine/memory.py).
+    share_one_heap()
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -1,8 +1,8 @@
-"""Training with the window open and plotting, against headless training, in one process.
+"""Training with the window open and plotting, against headless training, in one run.
 
-1. Training images/s of the same run settings, headless (engine.train driven by a plain loop, as
-   `alexgui train` does) and in the main window (worker thread, live plots, log, progress),
-   alternated A B A B after a warm-up; medians of the per-step images/s of each run (the first two
+1. Training images/s of the same run settings, headless (`alexgui train` in a process of its own,
+   as users run it) and in the main window (worker thread, live plots, log, progress, all panels),
+   alternated A B A B after a warm-up, never at the same time; medians of the per-step images/s of each run (the first two
    steps of a run are warm-up). Goal: window / headless >= 0.95. Headless speed alone drifts by
    several percent between runs on a shared machine, so the figure is the median of the rounds'
    ratios, and the GUI thread's own CPU time per second of training is printed beside it: that share
@@ -26,6 +26,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,14 +35,17 @@ from pathlib import Path
 if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from alexgui.engine.memory import share_one_heap  # noqa: E402
+
+share_one_heap()  # as `alexgui` does at start, before torch starts a thread
+
 import torch  # noqa: E402
 from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from alexgui.config import RunConfig  # noqa: E402
-from alexgui.engine.events import Failed, StepDone  # noqa: E402
+from alexgui.engine.events import StepDone  # noqa: E402
 from alexgui.engine.rundir import RunDir  # noqa: E402
-from alexgui.engine.train import train  # noqa: E402
 from alexgui.qt.explorer import install_explorer  # noqa: E402
 from alexgui.qt.app import MainWindow, apply_theme, ensure_app, freeze_startup_heap  # noqa: E402
 from alexgui.qt.panels.monitor import TrainSettingsForm  # noqa: E402
@@ -63,14 +67,19 @@ def bench_config(args: argparse.Namespace, steps: int) -> RunConfig:
 
 
 def headless(cfg: RunConfig, workdir: Path) -> list[float]:
-    run = RunDir.create(Path(tempfile.mkdtemp(dir=workdir)) / "run", cfg)
-    rates = []
-    for ev in train(cfg, run):
-        if isinstance(ev, StepDone):
-            rates.append(ev.images_per_s)
-        elif isinstance(ev, Failed):
-            raise SystemExit(f"headless training failed: {ev.message}")
-    run.close()
+    """Per-step images/s of `alexgui train` with the same settings, in a process of its own, as a user
+    runs it on a server (training on its main thread, no Qt)."""
+    folder = Path(tempfile.mkdtemp(dir=workdir))
+    config = folder / "config.toml"
+    config.write_text(cfg.to_toml(), encoding="utf-8")
+    command = [sys.executable, "-m", "alexgui", "train", "--config", str(config), "--out", str(folder / "run")]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"headless training failed ({done.returncode}): {done.stderr[-2000:]}")
+    events, problems = RunDir.open(folder / "run").events()
+    if problems:
+        raise SystemExit(f"headless run's metrics unreadable: {problems[:3]}")
+    rates = [ev.images_per_s for ev in events if isinstance(ev, StepDone)]
     return rates[WARMUP_STEPS:]
 
 

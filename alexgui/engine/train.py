@@ -55,6 +55,7 @@ from alexgui.engine.events import (
     StepDone,
     Stopped,
 )
+from alexgui.engine.memory import reusing_freed_memory
 from alexgui.engine.model import CONV_LAYERS, AlexNetBase, build_model
 from alexgui.engine.placement import PlacementError, describe_devices, parse_devices, place_model, take_tower_stats
 from alexgui.engine.rundir import RunDir
@@ -152,7 +153,15 @@ def train(
 
     `dist` places this process in a data-parallel run (see engine/distributed.py); None: one process.
     """
-    control = control or TrainControl()
+    with reusing_freed_memory():  # steps reuse the last step's memory (see engine/memory.py)
+        # The run's model, optimiser and gradients are freed when _train_events ends, before the
+        # memory it kept is handed back.
+        yield from _train_events(cfg, run, control or TrainControl(), resume, dist)
+
+
+def _train_events(
+    cfg: RunConfig, run: RunDir, control: TrainControl, resume: bool, dist: DistContext | None
+) -> Iterator[Event]:
     trainer = _Trainer(cfg, run, control, dist or SINGLE_PROCESS)
     try:
         yield from trainer.run(resume)

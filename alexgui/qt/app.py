@@ -722,6 +722,11 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
         # training or inference thread it would destroy Qt objects off the GUI thread and crash Qt.
         # pyqtgraph's collector turns automatic collection off and collects on a GUI-thread timer.
         _GC.append(GarbageCollector(interval=1.0))
+        # Torch work on the GUI thread is small; an OpenMP pool of its own would slow the training
+        # thread's (engine/threads.py). Before the window builds anything with torch.
+        from alexgui.engine.threads import compute_serially_in_this_thread
+
+        compute_serially_in_this_thread()
     assert isinstance(app, QApplication)
     return app
 
