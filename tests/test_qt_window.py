@@ -165,6 +165,23 @@ def test_common_actions_have_shortcuts(window: MainWindow) -> None:
         assert not action.shortcut().isEmpty(), action.text()
 
 
+def test_pause_turning_into_resume_moves_nothing(window: MainWindow) -> None:
+    """The toolbar's and the training dock's Pause buttons keep one width, so the dock, and the plots
+    beside it, do not narrow when training pauses (a legend was clipped at 1280x800)."""
+    window.resize(1280, 800)
+    window.show()
+    buttons = [window.toolbar.widgetForAction(window.act_pause), window.monitor.buttons["pause"]]
+
+    def least_widths() -> list[int]:
+        return [max(b.minimumWidth(), b.minimumSizeHint().width()) for b in buttons]
+
+    pausing = least_widths()
+    window.act_pause.setText("Resume")
+    QApplication.processEvents()
+    assert least_widths() == pausing
+    assert all(b.minimumWidth() >= b.sizeHint().width() for b in buttons)
+
+
 def test_the_status_bar_shows_the_device_and_state(window: MainWindow) -> None:
     assert window.device_label.text() == "Device: CPU"
     window.monitor.form.device.setCurrentIndex(1)

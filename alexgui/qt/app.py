@@ -16,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QMetaMethod, QSize, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QApplication,
     QDockWidget,
     QFileDialog,
@@ -52,6 +53,19 @@ STATE_TEXT = {
 def icon(name: str) -> QIcon:
     path = RESOURCES / "icons" / f"{name}.svg"
     return QIcon(str(path)) if path.is_file() else QIcon()
+
+
+def reserve_width(button: QWidget | None, texts: tuple[str, ...]) -> None:
+    """Give a button whose text changes the width of its widest text."""
+    if not isinstance(button, QAbstractButton):
+        return
+    current = button.text()
+    widths = []
+    for text in texts:
+        button.setText(text)
+        widths.append(button.sizeHint().width())
+    button.setText(current)
+    button.setMinimumWidth(max(widths))
 
 
 def apply_theme(app: QApplication) -> None:
@@ -120,6 +134,10 @@ class MainWindow(QMainWindow):
         self._make_menus()
         self._make_toolbar()
         self._make_status_bar()
+        # Pause turns into Resume: both buttons keep one width, so the toolbar and the training
+        # dock (and with it the plots) do not jump when training pauses.
+        for button in (self.toolbar.widgetForAction(self.act_pause), self.monitor.buttons["pause"]):
+            reserve_width(button, ("Pause", "Resume"))
         self._default_state = self.saveState()
 
         form = self.monitor.form

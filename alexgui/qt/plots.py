@@ -226,7 +226,7 @@ class MetricPlots(QWidget):
 
     def _legend(self, col: int) -> pg.LegendItem:
         # Two entries a row: four would make each plot column wider than a 1280-pixel window leaves it.
-        legend = pg.LegendItem(colCount=2, labelTextColor=FOREGROUND, labelTextSize="8.5pt", horSpacing=18)
+        legend = pg.LegendItem(colCount=2, labelTextColor=FOREGROUND, labelTextSize="8.5pt", horSpacing=12)
         self.view.addItem(legend, row=1, col=col)
         return legend
 

@@ -368,6 +368,7 @@ class ClassifyPanel(QWidget):
 
         self.hint = QLabel("Drop images or folders here, open them, or paste an image.")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setWordWrap(True)  # the dock can be narrower than the sentence
         self.hint.setStyleSheet("color: #777; padding: 24px; border: 2px dashed #bbb; border-radius: 8px;")
         self.cards = QWidget()
         self.cards_layout = QVBoxLayout(self.cards)
@@ -377,6 +378,7 @@ class ClassifyPanel(QWidget):
         self.scroll = QScrollArea()
         self.scroll.setWidget(self.cards)
         self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # cards fit the width
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.chooser)
