@@ -16,6 +16,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QImage  #
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 from alexgui.engine import zoo  # noqa: E402
+from alexgui.qt import job_progress  # noqa: E402
 from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser  # noqa: E402
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel  # noqa: E402
 from alexgui.qt.panels.filters import FiltersPanel  # noqa: E402
@@ -126,6 +127,28 @@ def test_large_drop_shows_progress_and_cancels(qtbot, tmp_path: Path) -> None:  
     assert blocker.args == [True]
     assert 2 <= len(panel.results) < 40
     assert not panel.progress.isVisible()
+
+
+def test_job_progress_counts_estimates_the_time_left_and_cancels(qtbot, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [100.0]
+    monkeypatch.setattr(job_progress.time, "monotonic", lambda: clock[0])
+    progress = job_progress.JobProgress()
+    qtbot.addWidget(progress)
+    assert progress.isHidden()
+    progress.begin(label="indexing")  # the amount is not known yet: a busy bar
+    assert progress.isVisibleTo(None) and progress.bar.maximum() == 0
+    progress.advance(10, 40)
+    assert progress.bar.format() == "indexing 10 / 40"  # too early for an estimate
+    clock[0] += 30.0  # 10 done in the first 30 s: 30 more take 90 s
+    progress.advance(10, 40)
+    assert progress.bar.format() == "indexing 10 / 40 · 1:30 left" and progress.bar.value() == 250
+    with qtbot.waitSignal(progress.cancel_requested, timeout=1000):
+        progress.cancel_button.click()
+    progress.end()
+    assert progress.isHidden()
+    progress.begin(cancellable=False, describe=job_progress.megabytes_text)
+    progress.advance(50_000_000, 200_000_000)
+    assert progress.bar.format() == "50 / 200 MB" and progress.cancel_button.isHidden()
 
 
 def test_ten_crop_switch_and_a_real_model(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -51,6 +50,7 @@ from alexgui.engine.predict import (
     expand_inputs,
     load_predictor,
 )
+from alexgui.qt.job_progress import JobProgress, megabytes_text
 from alexgui.qt.panels.filters import numpy_to_qimage
 from alexgui.qt.workers import Job
 
@@ -94,12 +94,10 @@ class ModelChooser(QWidget):
         self.button.setMenu(menu)
         self.label = QLabel("no model")
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(160)
-        self.progress.hide()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.hide()
-        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = JobProgress()
+        self.progress.bar.setMaximumWidth(160)
+        self.progress.cancel_requested.connect(self.cancel)
+        self.cancel_button = self.progress.cancel_button
         self.fast = QCheckBox("Fast inference (ONNX Runtime)")
         self.fast.setToolTip(
             "Run this model with ONNX Runtime (TensorRT, then CUDA, then the CPU). A PyTorch model is "
@@ -111,7 +109,6 @@ class ModelChooser(QWidget):
         row.addWidget(self.button)
         row.addWidget(self.label, 1)
         row.addWidget(self.progress)
-        row.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
@@ -138,9 +135,7 @@ class ModelChooser(QWidget):
         job.failed.connect(lambda msg: self._on_failed(spec, msg, allow_download))
         job.done.connect(self._on_done)
         self._job = job
-        self.progress.setRange(0, 0)
-        self.progress.show()
-        self.cancel_button.setVisible(allow_download)
+        self.progress.begin(cancellable=allow_download, describe=megabytes_text)  # busy until bytes arrive
         job.start()
 
     def cancel(self) -> None:
@@ -151,15 +146,11 @@ class ModelChooser(QWidget):
         return self._job is not None and self._job.is_running()
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
-        if total > 0:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(int(1000 * done / total))
-            self.progress.setFormat(f"{done / 1e6:.0f} / {total / 1e6:.0f} MB")
+        self.progress.advance(done, total)
 
     def _on_done(self, cancelled: bool) -> None:
         self._job = None
-        self.progress.hide()
-        self.cancel_button.hide()
+        self.progress.end()
         if self.predictor is None:
             first = self.failure.splitlines()[0] if self.failure else ""
             self.label.setText(f"<span style='color:{ERROR_RED}'>{first}</span>" if first else "no model")
@@ -357,14 +348,9 @@ class ClassifyPanel(QWidget):
         bar.addStretch(1)
         bar.addWidget(self.clear_button)
 
-        self.progress = QProgressBar()
-        self.progress.hide()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.hide()
-        self.cancel_button.clicked.connect(self.cancel)
-        prog = QHBoxLayout()
-        prog.addWidget(self.progress, 1)
-        prog.addWidget(self.cancel_button)
+        self.progress = JobProgress()
+        self.progress.cancel_requested.connect(self.cancel)
+        self.cancel_button = self.progress.cancel_button
 
         self.hint = QLabel("Drop images or folders here, open them, or paste an image.")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -383,7 +369,7 @@ class ClassifyPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.chooser)
         layout.addLayout(bar)
-        layout.addLayout(prog)
+        layout.addWidget(self.progress)
         layout.addWidget(self.scroll, 1)
 
     # ---- public ---------------------------------------------------------------------------------
@@ -477,14 +463,11 @@ class ClassifyPanel(QWidget):
             return
         items, self._queue = self._queue, []
         self.hint.hide()
-        self.progress.setRange(0, len(items))
-        self.progress.setValue(0)
-        self.progress.setFormat(f"%v / {len(items)}")
-        self.progress.setVisible(len(items) > 1)
-        self.cancel_button.setVisible(len(items) > 1)
+        if len(items) > 1:  # one image is quick: no bar
+            self.progress.begin(len(items))
         job = Job(_classify_job, self.predictor, items, self.crops.currentIndex() == 1, parent=self)
         job.yielded.connect(self._on_result)
-        job.progress.connect(lambda done, total, _msg: self.progress.setValue(done))
+        job.progress.connect(lambda done, total, _msg: self.progress.advance(done, total))
         job.failed.connect(lambda msg: self._add_card(Classified("(classification stopped)", error=msg)))
         job.done.connect(self._on_done)
         self._job = job
@@ -504,8 +487,7 @@ class ClassifyPanel(QWidget):
 
     def _on_done(self, cancelled: bool) -> None:
         self._job = None
-        self.progress.hide()
-        self.cancel_button.hide()
+        self.progress.end()
         self.finished.emit(cancelled)
         self._start_next()
 

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -45,6 +44,7 @@ from alexgui.engine.retrieval import (
     stale_reasons,
 )
 from alexgui.paths import cache_dir
+from alexgui.qt.job_progress import JobProgress
 from alexgui.qt.panels.classify import ERROR_RED, ModelChooser
 from alexgui.qt.panels.filters import numpy_to_qimage
 from alexgui.qt.workers import Job
@@ -147,14 +147,9 @@ class RetrievalPanel(QWidget):
         gallery.addWidget(self.build_button)
         gallery.addStretch(1)
 
-        self.progress = QProgressBar()
-        self.progress.hide()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.hide()
-        self.cancel_button.clicked.connect(self.cancel)
-        prog = QHBoxLayout()
-        prog.addWidget(self.progress, 1)
-        prog.addWidget(self.cancel_button)
+        self.progress = JobProgress()
+        self.progress.cancel_requested.connect(self.cancel)
+        self.cancel_button = self.progress.cancel_button
 
         self.query_thumb = QLabel("Drop a query\nimage here")
         self.query_thumb.setFixedSize(THUMB, THUMB)
@@ -192,7 +187,7 @@ class RetrievalPanel(QWidget):
         layout.addWidget(self.chooser)
         layout.addLayout(gallery)
         layout.addWidget(self.status)
-        layout.addLayout(prog)
+        layout.addWidget(self.progress)
         layout.addLayout(query)
         layout.addWidget(scroll, 1)
 
@@ -256,9 +251,7 @@ class RetrievalPanel(QWidget):
         self.index_path = out
         self.status.setText(f"Indexing {self.folder}…")
         self._start(Job(_build_job, self.predictor, self.folder, out, parent=self), self._on_index_built)
-        self.progress.setRange(0, 0)
-        self.progress.show()
-        self.cancel_button.show()
+        self.progress.begin(label="indexing")
 
     def _on_index_built(self, index: GalleryIndex | None) -> None:
         if index is None:
@@ -323,14 +316,11 @@ class RetrievalPanel(QWidget):
         job.start()
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-        self.progress.setFormat(f"{message} %v / %m")
+        self.progress.advance(done, total, message)
 
     def _on_done(self, cancelled: bool) -> None:
         self._job = None
-        self.progress.hide()
-        self.cancel_button.hide()
+        self.progress.end()
         if cancelled:
             self.status.setText("Indexing cancelled; the previous index (if any) is unchanged.")
             self._check_stale()
