@@ -12,6 +12,8 @@ ONNX file, or torchvision's ImageNet AlexNet from the model zoo.
 
 from __future__ import annotations
 
+import html
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QImage, QKeySequence, QPainter, QPaintEvent, QPixmap, QShortcut
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QFontMetrics, QImage, QKeySequence, QPainter, QPaintEvent, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -222,7 +224,10 @@ class ProbabilityBars(QWidget):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         width = self.width()
         label_w = int(width * 0.42)
-        bar_w = width - label_w - 52
+        bold = QFont(self.font())
+        bold.setBold(True)
+        percent_w = QFontMetrics(bold).horizontalAdvance("100.0%") + 2  # the widest it gets, in bold
+        bar_w = width - label_w - percent_w - 4
         text_color = self.palette().windowText().color()
         for row, (label, prob, is_true) in enumerate(self.rows):
             y = row * self.ROW + 1
@@ -238,7 +243,7 @@ class ProbabilityBars(QWidget):
             painter.setBrush(BAR_GREEN if is_true else BAR_BLUE)
             painter.drawRoundedRect(QRectF(label_w, y + 3, max(1.0, bar_w * prob), self.ROW - 6), 2, 2)
             painter.setPen(text_color)
-            painter.drawText(QRectF(label_w + bar_w + 4, y, 48, self.ROW), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            painter.drawText(QRectF(label_w + bar_w + 4, y, percent_w, self.ROW), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                              f"{100 * prob:.1f}%")
         painter.end()
 
@@ -260,7 +265,9 @@ class ResultCard(QFrame):
         else:
             thumb.setText("✕")
             thumb.setStyleSheet(f"color: {ERROR_RED}; font-size: 28px; border: 1px dashed {ERROR_RED};")
-        title = QLabel(f"<b>{Path(result.path).name}</b>")
+        # A file name is one long word: let it wrap after its underscores, hyphens and dots too.
+        breakable = re.sub(r"([_.\-])", "\\1\u200b", html.escape(Path(result.path).name))
+        title = QLabel(f"<b>{breakable}</b>")
         title.setToolTip(result.path)
         # Every text wraps: the card must fit a narrow side dock (about 380 pixels at 1280x800).
         title.setWordWrap(True)
