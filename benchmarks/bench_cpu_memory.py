@@ -16,16 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from alexgui.config import RunConfig
-from alexgui.engine.events import StepDone
-from alexgui.engine.rundir import RunDir
+from benchmarks.headless import alexgui_train, train_in_child
 from benchmarks.machine import describe_cpu
 
 WARMUP_STEPS = 2
@@ -50,31 +47,16 @@ worker.join()
 """
 
 
-def run_child(command: list[str], env: dict[str, str]) -> tuple[str, str, int, resource.struct_rusage]:
-    """stdout, stderr, exit code and resource usage of one child process."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True)
-        _, status, usage = os.wait4(process.pid, 0)  # reaped here, for this child's own rusage
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return out.read(), err.read(), process.returncode, usage
-
-
 def measure(where: str, allocator: str, config: Path, workdir: Path) -> dict[str, float]:
     out = Path(tempfile.mkdtemp(dir=workdir)) / "run"
     env = {k: v for k, v in os.environ.items() if k != "ALEXGUI_SYSTEM_MALLOC"}
     if allocator == "default":
         env["ALEXGUI_SYSTEM_MALLOC"] = "1"
     if where == "main thread":
-        command = [sys.executable, "-m", "alexgui", "train", "--config", str(config), "--out", str(out)]
+        command = alexgui_train(config, out)
     else:
         command = [sys.executable, "-c", IN_A_THREAD, str(config), str(out)]
-    stdout, stderr, code, usage = run_child(command, env)
-    if code != 0:
-        raise SystemExit(f"{where}, {allocator} malloc: training failed ({code}): {stderr[-2000:]}")
-    events, _ = RunDir.open(out).events()
-    rates = [ev.images_per_s for ev in events if isinstance(ev, StepDone)]
+    rates, usage = train_in_child(command, out, env, what=f"{where}, {allocator} malloc")
     steps = len(rates)
     return {
         "ips": statistics.median(rates[WARMUP_STEPS:]),

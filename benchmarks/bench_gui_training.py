@@ -2,8 +2,8 @@
 
 1. Training images/s of the same run settings, headless (`alexgui train` in a process of its own,
    as users run it) and in the main window (worker thread, live plots, log, progress, all panels),
-   alternated A B A B after a warm-up, never at the same time; medians of the per-step images/s of each run (the first two
-   steps of a run are warm-up). Goal: window / headless >= 0.95. Headless speed alone drifts by
+   alternated A B A B after a warm-up, never at the same time; medians of the per-step images/s of
+   each run (the first two steps of a run are warm-up). Goal: window / headless >= 0.95. Headless speed alone drifts by
    several percent between runs on a shared machine, so the figure is the median of the rounds'
    ratios, and the GUI thread's own CPU time per second of training is printed beside it: that share
    is what the window can take from training, and it does not drift with the machine's load.
@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,12 +43,11 @@ from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from alexgui.config import RunConfig  # noqa: E402
-from alexgui.engine.events import StepDone  # noqa: E402
-from alexgui.engine.rundir import RunDir  # noqa: E402
 from alexgui.qt.explorer import install_explorer  # noqa: E402
 from alexgui.qt.app import MainWindow, apply_theme, ensure_app, freeze_startup_heap  # noqa: E402
 from alexgui.qt.panels.monitor import TrainSettingsForm  # noqa: E402
 from alexgui.qt.settings import AppSettings, open_settings  # noqa: E402
+from benchmarks.headless import alexgui_train, train_in_child  # noqa: E402
 
 WARMUP_STEPS = 2
 
@@ -72,14 +70,7 @@ def headless(cfg: RunConfig, workdir: Path) -> list[float]:
     folder = Path(tempfile.mkdtemp(dir=workdir))
     config = folder / "config.toml"
     config.write_text(cfg.to_toml(), encoding="utf-8")
-    command = [sys.executable, "-m", "alexgui", "train", "--config", str(config), "--out", str(folder / "run")]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"headless training failed ({done.returncode}): {done.stderr[-2000:]}")
-    events, problems = RunDir.open(folder / "run").events()
-    if problems:
-        raise SystemExit(f"headless run's metrics unreadable: {problems[:3]}")
-    rates = [ev.images_per_s for ev in events if isinstance(ev, StepDone)]
+    rates, _ = train_in_child(alexgui_train(config, folder / "run"), folder / "run")
     return rates[WARMUP_STEPS:]
 
 

@@ -121,6 +121,13 @@ def sticky_range(current: Range | None, data: Range, log_y: bool = False) -> Ran
     return x0, x1, dy0 - Y_MARGIN * span, dy1 + Y_MARGIN * span
 
 
+def _series_xy(history: RunHistory, series: str) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and values of one series: validation series have a point per epoch, the rest per step."""
+    if series.startswith("val_"):
+        return history.epoch_column("step"), history.epoch_column(series)
+    return history.column("step"), history.column(series)
+
+
 def run_color(index: int) -> QColor:
     return QColor(RUN_COLORS[index % len(RUN_COLORS)])
 
@@ -380,10 +387,7 @@ class MetricPlots(QWidget):
         for run in self._runs.values():
             h = run.history
             for series in PLOT_SERIES[name]:
-                if series.startswith("val_"):
-                    x, y = h.epoch_column("step"), h.epoch_column(series)
-                else:
-                    x, y = h.column("step"), h.column(series)
+                x, y = _series_xy(h, series)
                 if name == "lr":
                     with np.errstate(divide="ignore", invalid="ignore"):
                         y = np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)
@@ -396,23 +400,19 @@ class MetricPlots(QWidget):
         return min(xs), max(xs), min(ys), max(ys)
 
     def _set_data(self, run: _RunCurves, plot: str) -> None:
-        h = run.history
-        steps = h.column("step")
         items = run.items
         for name in PLOT_SERIES[plot]:
+            x, y = _series_xy(run.history, name)
             if name in ("loss", "ips"):
-                items[name].setData(*decimate(steps, h.column(name), peaks=True))
+                items[name].setData(*decimate(x, y, peaks=True))
             elif name == "lr":
-                lr = h.column("lr")
-                positive = lr > 0  # a log axis cannot show zero
-                items[name].setData(*decimate(steps[positive], lr[positive], peaks=True))
-            elif name in ("val_top1", "val_top5"):
-                epoch_steps = h.epoch_column("step")
-                values = h.epoch_column(name)
-                finite = np.isfinite(values)
-                items[name].setData(epoch_steps[finite], values[finite])
+                positive = y > 0  # a log axis cannot show zero
+                items[name].setData(*decimate(x[positive], y[positive], peaks=True))
+            elif name.startswith("val_"):
+                finite = np.isfinite(y)
+                items[name].setData(x[finite], y[finite])
             else:
-                items[name].setData(*decimate(steps, h.column(name)))
+                items[name].setData(*decimate(x, y))
 
     def curve(self, key: str, series: str) -> pg.PlotDataItem:
         """The curve item of one run's series (tests and the benchmark read its data)."""

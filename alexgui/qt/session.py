@@ -41,8 +41,8 @@ from alexgui.engine.events import (
 
 TERMINAL = (Finished, Stopped, Failed)
 # How often the GUI takes the worker's events (and so redraws the curves): once a second still reads
-# as live, and on a small CPU every repaint takes time from torch's threads: at 2 Hz the window cost
-# about 5% of a 2-core machine's training speed (benchmarks/bench_gui_training.py).
+# as live, and on a small CPU every repaint takes time from torch's threads (at 2 Hz, with the axes
+# repainted at every point, the GUI thread took about 5% of a core; benchmarks/README.md).
 DRAIN_MS = 1000
 WATCH_POLL_MS = 1000
 
