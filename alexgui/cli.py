@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from alexgui import __version__
-from alexgui.engine.memory import share_one_heap
+from alexgui.engine.training.memory import share_one_heap
 
 # Order is the order of `alexgui --help`.
 COMMANDS = ("gui", "train", "summary", "classify", "index", "neighbours", "export", "experiment")

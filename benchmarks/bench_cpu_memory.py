@@ -1,5 +1,5 @@
 """CPU training with glibc's default malloc against the engine's reuse of freed memory
-(alexgui/engine/memory.py), side by side in one run.
+(alexgui/engine/training/memory.py), side by side in one run.
 
 Each measurement is a fresh process (malloc settings are per process), alternated A B A B:
 - "main thread": `alexgui train`, as users run it headless;
@@ -30,11 +30,11 @@ WARMUP_STEPS = 2
 # Trains on a thread of its own, as the window does.
 IN_A_THREAD = """
 import sys, threading
-from alexgui.engine.memory import share_one_heap
+from alexgui.engine.training.memory import share_one_heap
 share_one_heap()  # as `alexgui` does at start
 from alexgui.config import RunConfig
-from alexgui.engine.rundir import RunDir
-from alexgui.engine.train import train
+from alexgui.engine.store.rundir import RunDir
+from alexgui.engine.training.loop import train
 
 cfg = RunConfig.load(sys.argv[1])
 def work():

@@ -28,14 +28,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alexgui.config import ModelConfig  # noqa: E402
-from alexgui.engine.checkpoint import weights_fingerprint  # noqa: E402
-from alexgui.engine.imageio import load_256  # noqa: E402
-from alexgui.engine.model import build_model  # noqa: E402
-from alexgui.engine.onnx_export import export_onnx, generated_images  # noqa: E402
-from alexgui.engine.onnx_predict import OnnxPredictor, physical_cores  # noqa: E402
-from alexgui.engine.predict import TorchPredictor  # noqa: E402
-from alexgui.engine.stats import DataStats  # noqa: E402
-from alexgui.engine.transforms import Preprocess  # noqa: E402
+from alexgui.engine.data.imageio import load_256  # noqa: E402
+from alexgui.engine.data.stats import DataStats  # noqa: E402
+from alexgui.engine.data.transforms import Preprocess  # noqa: E402
+from alexgui.engine.inference.onnx_export import export_onnx
+from alexgui.engine.inference.onnx_runtime import OnnxPredictor, physical_cores  # noqa: E402
+from alexgui.engine.inference.parity import generated_images  # noqa: E402
+from alexgui.engine.inference.predict import TorchPredictor  # noqa: E402
+from alexgui.engine.model.networks import build_model  # noqa: E402
+from alexgui.engine.store.checkpoint import weights_fingerprint  # noqa: E402
 from benchmarks.machine import cpu_name  # noqa: E402
 
 

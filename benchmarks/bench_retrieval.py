@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alexgui.engine.retrieval import search, squared_norms  # noqa: E402
+from alexgui.engine.inference.retrieval import search, squared_norms  # noqa: E402
 
 
 def synthetic_gallery(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -70,7 +70,7 @@ def main() -> int:
         t_save16 = timed(lambda: np.save(f16_path, gallery.astype(np.float16)))
         print(f"storage: float32 {f32_path.stat().st_size / 1e9:.2f} GB (save {t_save32:.0f} ms), "
               f"float16 {f16_path.stat().st_size / 1e9:.2f} GB (save {t_save16:.0f} ms)")
-        from alexgui.engine.retrieval import _widen
+        from alexgui.engine.inference.retrieval import _widen
 
         t_load16_np = timed(lambda: np.load(f16_path, allow_pickle=False).astype(np.float32))
         t_load16 = timed(lambda: _widen(np.load(f16_path, allow_pickle=False, mmap_mode="r")))

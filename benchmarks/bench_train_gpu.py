@@ -37,14 +37,13 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from benchmarks.machine import describe_cpu
-
 from alexgui.config import RunConfig
 from alexgui.engine.events import StepDone
-from alexgui.engine.model import PaperAlexNet
-from alexgui.engine.placement import describe_devices, parse_devices, place_model
-from alexgui.engine.rundir import RunDir
-from alexgui.engine.train import train
+from alexgui.engine.model.networks import PaperAlexNet
+from alexgui.engine.model.placement import describe_devices, parse_devices, place_model
+from alexgui.engine.store.rundir import RunDir
+from alexgui.engine.training.loop import train
+from benchmarks.machine import describe_cpu
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenette-224-mini"
 NUM_CLASSES = 1000

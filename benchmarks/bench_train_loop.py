@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from alexgui.engine.memory import reusing_freed_memory, share_one_heap
+from alexgui.engine.training.memory import reusing_freed_memory, share_one_heap
 
 share_one_heap()  # as `alexgui` does at start, before torch starts a thread
 
@@ -26,11 +26,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from alexgui.config import RunConfig  # noqa: E402
-from alexgui.engine.dataset import prepare_dataset  # noqa: E402
+from alexgui.engine.data.dataset import prepare_dataset  # noqa: E402
 from alexgui.engine.events import StepDone  # noqa: E402
-from alexgui.engine.model import build_model  # noqa: E402
-from alexgui.engine.rundir import RunDir  # noqa: E402
-from alexgui.engine.train import train  # noqa: E402
+from alexgui.engine.model.networks import build_model  # noqa: E402
+from alexgui.engine.store.rundir import RunDir  # noqa: E402
+from alexgui.engine.training.loop import train  # noqa: E402
 from alexgui.paths import cache_dir  # noqa: E402
 from benchmarks.machine import describe_cpu  # noqa: E402
 

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from alexgui.engine.events import StepDone
-from alexgui.engine.rundir import RunDir
+from alexgui.engine.store.rundir import RunDir
 
 
 def alexgui_train(config: Path, out: Path) -> list[str]:

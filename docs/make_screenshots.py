@@ -24,16 +24,14 @@ from pathlib import Path
 if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import torch  # noqa: E402
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QWidget  # noqa: E402
 
-import torch  # noqa: E402
-
 from alexgui.commands import gui  # noqa: E402
-
-from alexgui.engine.model import CONV_LAYERS, build_model  # noqa: E402
-from alexgui.engine.rundir import RunDir  # noqa: E402
-from alexgui.engine.demo import ensure_demo_dataset  # noqa: E402
+from alexgui.engine.data.demo import ensure_demo_dataset  # noqa: E402
+from alexgui.engine.model.networks import CONV_LAYERS, build_model  # noqa: E402
+from alexgui.engine.store.rundir import RunDir  # noqa: E402
 from alexgui.paths import cache_dir  # noqa: E402
 from alexgui.qt.settings import AppSettings, open_settings  # noqa: E402
 

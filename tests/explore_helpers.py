@@ -10,12 +10,12 @@ from PIL import Image
 
 from alexgui import __version__
 from alexgui.config import RunConfig
-from alexgui.engine.checkpoint import save_checkpoint
-from alexgui.engine.model import build_model
-from alexgui.engine.predict import Predictor, TorchPredictor
-from alexgui.engine.stats import DataStats
-from alexgui.engine.train import CHECKPOINT_FORMAT
-from alexgui.engine.transforms import Preprocess
+from alexgui.engine.data.stats import DataStats
+from alexgui.engine.data.transforms import Preprocess
+from alexgui.engine.inference.predict import Predictor, TorchPredictor
+from alexgui.engine.model.networks import build_model
+from alexgui.engine.store.checkpoint import save_checkpoint
+from alexgui.engine.training.loop import CHECKPOINT_FORMAT
 
 COLOURS = {"red": (210, 40, 40), "blue": (40, 60, 210)}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alexgui.engine.atomic import (
+from alexgui.engine.store.atomic import (
     atomic_open,
     atomic_target,
     atomic_write_bytes,

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from alexgui.config import DataConfig
-from alexgui.engine import dataset
-from alexgui.engine.cache import SUBDIR, CacheWriter, DecodedCache, fingerprint
-from alexgui.engine.dataset import prepare_dataset
+from alexgui.engine.data import dataset
+from alexgui.engine.data.cache import SUBDIR, CacheWriter, DecodedCache, fingerprint
+from alexgui.engine.data.dataset import prepare_dataset
 
 
 def _dataset(root: Path) -> Path:
@@ -196,7 +196,7 @@ def _last_used(data: Path, when: float) -> None:
 
 
 def test_old_and_least_recently_used_caches_are_pruned(tmp_path: Path) -> None:
-    from alexgui.engine.cache import prune
+    from alexgui.engine.data.cache import prune
 
     root, now, day = tmp_path / "cache", time.time(), 86400.0
     stale, old, recent, kept = (_finished_cache(root, tmp_path, name) for name in ("stale", "old", "recent", "kept"))

@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from alexgui.engine.atomic import is_temporary, remove_stale_temporaries
-from alexgui.engine.checkpoint import (
+from alexgui.engine.store.atomic import is_temporary, remove_stale_temporaries
+from alexgui.engine.store.checkpoint import (
     CheckpointError,
     load_checkpoint,
     read_meta,
@@ -358,7 +358,7 @@ def test_fingerprint_survives_a_save_and_load(tmp_path: Path) -> None:
 
 SAVER = """
 import sys, torch
-from alexgui.engine.checkpoint import save_checkpoint
+from alexgui.engine.store.checkpoint import save_checkpoint
 target, version = sys.argv[1], int(sys.argv[2])
 while True:
     version += 1

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from alexgui import __version__
-from alexgui.engine.checkpoint import load_checkpoint
+from alexgui.engine.store.checkpoint import load_checkpoint
 from tests.helpers import make_dataset
 
 TINY = ["--batch-size", "4", "--workers", "0"]

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from alexgui.config import DataConfig
-from alexgui.engine import dataset
-from alexgui.engine.dataset import (
+from alexgui.engine.data import dataset
+from alexgui.engine.data.dataset import (
     Cancelled,
     DatasetError,
     ImageSet,
@@ -223,9 +223,9 @@ def test_demo_dataset_is_fetched_from_demo_module(tmp_path: Path, monkeypatch: p
         asked.append(cache_root)
         return made
 
-    fake = types.ModuleType("alexgui.engine.demo")
+    fake = types.ModuleType("alexgui.engine.data.demo")
     fake.ensure_demo_dataset = ensure_demo_dataset  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "alexgui.engine.demo", fake)
+    monkeypatch.setitem(sys.modules, "alexgui.engine.data.demo", fake)
     prepared = prepare_dataset(_cfg(Path("demo")), tmp_path / "cache")
     assert asked == [tmp_path / "cache"]
     assert prepared.root == made.resolve()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexgui.engine import demo
-from alexgui.engine.demo import CLASSES, DemoError, ensure_demo_dataset
+from alexgui.engine.data import demo
+from alexgui.engine.data.demo import CLASSES, DemoError, ensure_demo_dataset
 
 SMALL = {"train_per_class": 8, "val_per_class": 6}
 

@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from alexgui.config import RunConfig
-from alexgui.engine.checkpoint import load_checkpoint
-from alexgui.engine.dataset import ImageSet
-from alexgui.engine.distributed import (
+from alexgui.engine.data.dataset import ImageSet
+from alexgui.engine.events import StepDone
+from alexgui.engine.store.checkpoint import load_checkpoint
+from alexgui.engine.store.rundir import RunDir, read_events
+from alexgui.engine.training.distributed import (
     SINGLE_PROCESS,
     DistributedError,
     FollowerRunDir,
@@ -28,9 +30,7 @@ from alexgui.engine.distributed import (
     shard_image_set,
     steps_per_epoch,
 )
-from alexgui.engine.events import StepDone
-from alexgui.engine.rundir import RunDir, read_events
-from alexgui.engine.train import train
+from alexgui.engine.training.loop import train
 from tests.helpers import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,7 +169,13 @@ def test_two_ranks_at_batch_b_match_one_process_at_2b_and_resume(dataset: Path, 
     b = load_checkpoint(out / "checkpoints" / "last.safetensors")
     assert b.meta["world_size"] == 2 and b.meta["step"] == 3
     assert a.tensors.keys() == b.tensors.keys()
+    # On an AMD EPYC (oneDNN), the conv layers' gradients at batch 2 differ from those at batch 4 by up
+    # to 0.6% of their largest value (the fc layers' by none): the momentum buffers of conv1..conv5
+    # then differ by that much, and the weights by up to 1.7e-6 after three steps at lr 0.001. The
+    # weights are held to 5e-6; the momentum buffers to 2% of their scale (a rank that skipped the
+    # all-reduce, or a buffer not restored on resume, is off by tens of percent).
     for key in a.tensors:
-        torch.testing.assert_close(b.tensors[key], a.tensors[key], rtol=1e-4, atol=1e-6, msg=key)
+        atol = 0.02 * float(a.tensors[key].abs().max()) if key.endswith("momentum_buffer") else 5e-6
+        torch.testing.assert_close(b.tensors[key], a.tensors[key], rtol=1e-4, atol=atol, msg=key)
     assert "rank 1" not in first.stdout  # other ranks stay quiet
     assert json.loads((out / "preflight.json").read_text())["train_images"] == 12

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alexgui.engine import filters as F
+from alexgui.engine.understand import kernels as F
 
 
 def _grey_kernels(n: int, seed: int = 0) -> np.ndarray:

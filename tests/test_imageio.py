@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexgui.engine import imageio
-from alexgui.engine.imageio import ALPHA_BACKGROUND, ImageError, decode_image, load_256
+from alexgui.engine.data import imageio
+from alexgui.engine.data.imageio import (
+    ALPHA_BACKGROUND,
+    ImageError,
+    decode_image,
+    load_256,
+)
 
 
 def _pixel(path: Path, xy: tuple[int, int] = (5, 5)) -> tuple[int, ...]:

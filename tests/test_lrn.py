@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alexgui.engine.lrn import LocalResponseNorm
+from alexgui.engine.model.lrn import LocalResponseNorm
 
 
 def paper_lrn_loop(

@@ -14,8 +14,8 @@ import textwrap
 
 import pytest
 
-from alexgui.engine import memory
-from alexgui.engine.memory import user_tuned_malloc
+from alexgui.engine.training import memory
+from alexgui.engine.training.memory import user_tuned_malloc
 
 glibc_only = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="the setting is glibc's mallopt"
@@ -27,7 +27,7 @@ glibc_only = pytest.mark.skipif(
 PROBE = textwrap.dedent(
     """
     import json, resource, sys, threading
-    from alexgui.engine.memory import reusing_freed_memory, share_one_heap
+    from alexgui.engine.training.memory import reusing_freed_memory, share_one_heap
 
     shared = share_one_heap() if sys.argv[1] == "keep" else False  # first, as `alexgui` does
     import torch

@@ -17,28 +17,27 @@ from onnx import TensorProto, helper
 from alexgui import __version__
 from alexgui.cli import main as cli_main
 from alexgui.config import RunConfig
-from alexgui.engine import onnx_predict
-from alexgui.engine.checkpoint import save_checkpoint, weights_fingerprint
-from alexgui.engine.model import build_model
-from alexgui.engine.onnx_export import (
-    ExportError,
-    export_onnx,
-    generated_images,
-    parity_check,
-    parity_path,
-)
-from alexgui.engine.onnx_predict import (
-    META_FORMAT,
+from alexgui.engine.data.stats import DataStats
+from alexgui.engine.data.transforms import Preprocess
+from alexgui.engine.inference import onnx_cache
+from alexgui.engine.inference import onnx_runtime as onnx_predict
+from alexgui.engine.inference.onnx_export import ExportError, export_onnx
+from alexgui.engine.inference.onnx_format import META_FORMAT, decode_array, encode_array
+from alexgui.engine.inference.onnx_runtime import (
     OnnxModelError,
     OnnxPredictor,
-    decode_array,
-    encode_array,
     provider_chain,
 )
-from alexgui.engine.predict import PredictorError, TorchPredictor, classify_files, load_predictor
-from alexgui.engine.stats import DataStats
-from alexgui.engine.train import CHECKPOINT_FORMAT
-from alexgui.engine.transforms import Preprocess
+from alexgui.engine.inference.parity import generated_images, parity_check, parity_path
+from alexgui.engine.inference.predict import (
+    PredictorError,
+    TorchPredictor,
+    classify_files,
+)
+from alexgui.engine.inference.sources import load_predictor
+from alexgui.engine.model.networks import build_model
+from alexgui.engine.store.checkpoint import save_checkpoint, weights_fingerprint
+from alexgui.engine.training.loop import CHECKPOINT_FORMAT
 
 CLASS_NAMES = ["apple", "bicycle", "cloud", "daisy", "eagle", "fern", "guitar", "harbour", "igloo", "jaguar"]
 REPO = Path(__file__).resolve().parents[1]
@@ -204,7 +203,7 @@ def test_torchvision_architecture_exports_through_the_cache_with_parity(tmp_path
 
     model = build_model(ModelConfig(arch="torchvision", num_classes=10))
     pred = TorchPredictor(model, Preprocess.imagenet_mean_std(), CLASS_NAMES, weights_fingerprint(model.state_dict()), "tv")
-    onnx_pred = OnnxPredictor.from_torch_predictor(pred, cache_dir=tmp_path, device="cpu")
+    onnx_pred = onnx_cache.exported_predictor(pred, cache_dir=tmp_path, device="cpu")
     assert onnx_pred.arch == "torchvision" and onnx_pred.precision == "float32"
     assert onnx_pred.describe()["exported_from"] == "tv"
     report = parity_check(pred, onnx_pred.path)
@@ -216,8 +215,8 @@ def test_torchvision_architecture_exports_through_the_cache_with_parity(tmp_path
     def no_export(*args, **kwargs):
         raise AssertionError("exported again although the cache holds this model")
 
-    monkeypatch.setattr("alexgui.engine.onnx_export.export_onnx", no_export)
-    again = OnnxPredictor.from_torch_predictor(pred, cache_dir=tmp_path, device="cpu")
+    monkeypatch.setattr("alexgui.engine.inference.onnx_export.export_onnx", no_export)
+    again = onnx_cache.exported_predictor(pred, cache_dir=tmp_path, device="cpu")
     assert again.path == onnx_pred.path
     u8 = generated_images(2, seed=3)
     np.testing.assert_allclose(again.predict_u8(u8)[0], pred.predict_u8(u8)[0], atol=1e-5)
@@ -252,7 +251,7 @@ def test_cli_export_reports_a_missing_model(tmp_path: Path, capsys) -> None:
 
 
 def test_export_cache_key_follows_weights_names_and_precision(torch_predictor: TorchPredictor) -> None:
-    from alexgui.engine.onnx_predict import export_key
+    from alexgui.engine.inference.onnx_cache import export_key
 
     key = export_key(torch_predictor, False, 18)
     assert key == export_key(torch_predictor, False, 18)
@@ -264,16 +263,16 @@ def test_export_cache_key_follows_weights_names_and_precision(torch_predictor: T
 
 
 def test_onnx_backend_takes_onnx_files_as_they_are_and_converts_the_rest(paper_export, checkpoint, monkeypatch) -> None:
-    from alexgui.engine.onnx_predict import load_onnx_backend
+    from alexgui.engine.inference.onnx_cache import load_onnx_backend
 
     assert load_onnx_backend(paper_export[0], device="cpu").path == paper_export[0]
     seen = {}
 
-    def fake_convert(cls, predictor, cache_dir=None, device="auto", threads=None, progress=None, keep=3):  # type: ignore[no-untyped-def]
+    def fake_convert(predictor, cache_dir=None, device="auto", threads=None, progress=None, keep=3):  # type: ignore[no-untyped-def]
         seen.update(source=predictor.source, device=device)
         return "converted"
 
-    monkeypatch.setattr(OnnxPredictor, "from_torch_predictor", classmethod(fake_convert))
+    monkeypatch.setattr(onnx_cache, "exported_predictor", fake_convert)
     assert load_onnx_backend(checkpoint, device="cpu") == "converted"
     assert seen == {"source": str(checkpoint), "device": "cpu"}
 
@@ -337,8 +336,8 @@ def test_fresh_process_with_only_the_onnx_file_gives_the_same_top5(paper_export,
     script = (
         "import json, sys\n"
         "import numpy as np\n"
-        "from alexgui.engine.imageio import load_256\n"
-        "from alexgui.engine.onnx_predict import OnnxPredictor\n"
+        "from alexgui.engine.data.imageio import load_256\n"
+        "from alexgui.engine.inference.onnx_runtime import OnnxPredictor\n"
         "p = OnnxPredictor(sys.argv[1], 'cpu', threads=1)\n"
         "u8 = np.stack([load_256(f) for f in sys.argv[2:]])\n"
         "probs, _ = p.predict_u8(u8)\n"
@@ -348,7 +347,7 @@ def test_fresh_process_with_only_the_onnx_file_gives_the_same_top5(paper_export,
     done = subprocess.run([sys.executable, "-c", script, str(alone), *map(str, images)], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
-    from alexgui.engine.imageio import load_256
+    from alexgui.engine.data.imageio import load_256
 
     probs, _ = torch_predictor.predict_u8(np.stack([load_256(f) for f in images]))
     expected = [[CLASS_NAMES[i] for i in row] for row in _top5(probs)]
@@ -504,7 +503,7 @@ def _wait_idle(qtbot, dialog) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_export_dialog_runs_the_job_and_shows_the_parity_report(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from alexgui.engine.onnx_export import ExportResult, ParityReport, SourceParity
+    from alexgui.engine.inference.parity import ExportResult, ParityReport, SourceParity
     from alexgui.qt.export_dialog import ExportDialog
 
     calls = []

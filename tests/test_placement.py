@@ -9,11 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alexgui.engine import placement
-from alexgui.engine.checkpoint import load_checkpoint, save_checkpoint, split_prefix
 from alexgui.engine.events import StepDone
-from alexgui.engine.model import PaperAlexNet, TorchvisionAlexNet
-from alexgui.engine.placement import (
+from alexgui.engine.model import placement
+from alexgui.engine.model.networks import PaperAlexNet, TorchvisionAlexNet
+from alexgui.engine.model.placement import (
     PlacementError,
     device_choices,
     device_stats,
@@ -21,8 +20,13 @@ from alexgui.engine.placement import (
     place_model,
     take_tower_stats,
 )
-from alexgui.engine.rundir import RunDir
-from alexgui.engine.train import train
+from alexgui.engine.store.checkpoint import (
+    load_checkpoint,
+    save_checkpoint,
+    split_prefix,
+)
+from alexgui.engine.store.rundir import RunDir
+from alexgui.engine.training.loop import train
 from tests.helpers import make_dataset, tiny_config
 
 SIZE = 80  # small inputs keep the test fast; pool5 is still averaged to 6x6 for fc6
@@ -208,7 +212,7 @@ def test_prefetched_batches_keep_order_errors_and_stop_cleanly() -> None:
     import itertools
     import threading
 
-    from alexgui.engine.train import _prefetched
+    from alexgui.engine.training.loop import _prefetched
 
     assert list(_prefetched(iter(range(7)), depth=2)) == list(range(7))
     endless = _prefetched(itertools.count(), depth=2)

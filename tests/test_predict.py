@@ -9,18 +9,22 @@ import pytest
 import torch
 
 from alexgui.config import RunConfig
-from alexgui.engine import zoo
-from alexgui.engine.labels import true_class
-from alexgui.engine.model import TorchvisionAlexNet
-from alexgui.engine.predict import (
+from alexgui.engine.data.labels import true_class
+from alexgui.engine.inference.predict import (
     PredictorError,
     TorchPredictor,
     classify_files,
     expand_inputs,
-    load_predictor,
 )
-from alexgui.engine.rundir import RunDir
-from tests.explore_helpers import colour_image, train_colour_checkpoint, write_colour_folder
+from alexgui.engine.inference.sources import load_predictor
+from alexgui.engine.model import zoo
+from alexgui.engine.model.networks import TorchvisionAlexNet
+from alexgui.engine.store.rundir import RunDir
+from tests.explore_helpers import (
+    colour_image,
+    train_colour_checkpoint,
+    write_colour_folder,
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +113,11 @@ def test_load_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_onnx_files_go_to_their_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from alexgui.engine import predict
+    from alexgui.engine.inference import sources
 
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"onnx")
-    monkeypatch.setitem(predict.BACKENDS, ".onnx", "alexgui.engine.no_such_backend:load")
+    monkeypatch.setitem(sources.BACKENDS, ".onnx", "alexgui.engine.no_such_backend:load")
     with pytest.raises(PredictorError, match=r"m\.onnx: \.onnx models need"):
         load_predictor(str(onnx))
 

@@ -10,11 +10,15 @@ import torch
 from PySide6.QtWidgets import QDockWidget
 
 from alexgui.commands import gui
-from alexgui.engine.predict import load_predictor
+from alexgui.engine.inference.sources import load_predictor
 from alexgui.qt.app import MainWindow
 from alexgui.qt.explorer import install_explorer
 from alexgui.qt.settings import AppSettings
-from tests.explore_helpers import MeanColourPredictor, colour_image, train_colour_checkpoint
+from tests.explore_helpers import (
+    MeanColourPredictor,
+    colour_image,
+    train_colour_checkpoint,
+)
 from tests.test_qt_panels import drop
 
 WAIT_MS = 60_000

@@ -15,14 +15,19 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
-from alexgui.engine import zoo  # noqa: E402
+from alexgui.engine.model import zoo  # noqa: E402
 from alexgui.qt import job_progress  # noqa: E402
 from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser  # noqa: E402
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel  # noqa: E402
 from alexgui.qt.panels.filters import FiltersPanel  # noqa: E402
 from alexgui.qt.panels.retrieval import RetrievalPanel  # noqa: E402
 from alexgui.qt.workers import Job  # noqa: E402
-from tests.explore_helpers import MeanColourPredictor, colour_image, small_torch_predictor, write_colour_folder  # noqa: E402
+from tests.explore_helpers import (  # noqa: E402
+    MeanColourPredictor,
+    colour_image,
+    small_torch_predictor,
+    write_colour_folder,
+)
 
 WAIT_MS = 30000
 

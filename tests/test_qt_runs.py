@@ -11,7 +11,7 @@ import pytest
 
 from alexgui.config import RunConfig
 from alexgui.engine.events import RunStarted, StepDone, Stopped
-from alexgui.engine.rundir import RunDir
+from alexgui.engine.store.rundir import RunDir
 from alexgui.qt.app import MainWindow
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,7 +55,7 @@ def test_a_run_appended_to_by_another_process_updates_the_curves(qtbot, window: 
 
     writer = textwrap.dedent(
         f"""
-        from alexgui.engine.rundir import RunDir
+        from alexgui.engine.store.rundir import RunDir
         from alexgui.engine.events import StepDone, EpochDone
         run = RunDir.open({str(run.path)!r})
         for i in range(6, 11):

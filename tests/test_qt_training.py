@@ -10,7 +10,7 @@ import pytest
 
 from alexgui.config import RunConfig
 from alexgui.engine.events import Failed, Finished, StepDone
-from alexgui.engine.rundir import read_events
+from alexgui.engine.store.rundir import read_events
 from alexgui.qt.app import MainWindow
 from alexgui.qt.session import TrainSession
 from tests.helpers import make_image
@@ -180,8 +180,8 @@ def test_continuing_a_run_that_hit_its_step_limit_trains_past_it(
     qtbot, window: MainWindow, dataset: Path, tmp_path: Path
 ) -> None:
     """A run from `alexgui train --max-steps 2`, opened and continued in the app, goes on training."""
-    from alexgui.engine.rundir import RunDir
-    from alexgui.engine.train import train
+    from alexgui.engine.store.rundir import RunDir
+    from alexgui.engine.training.loop import train
 
     cfg = tiny(dataset, epochs=3, max_steps=2)
     run = RunDir.create(tmp_path / "server-run", cfg)

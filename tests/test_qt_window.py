@@ -12,10 +12,10 @@ from PySide6.QtWidgets import QApplication, QLabel
 from alexgui.commands import gui
 from alexgui.config import RunConfig
 from alexgui.engine.events import EpochDone, Paused, RunStarted, StepDone
+from alexgui.formatting import format_duration
 from alexgui.qt.app import MainWindow, has_display
 from alexgui.qt.panels.log import describe_event
 from alexgui.qt.panels.monitor import PRESETS
-from alexgui.formatting import format_duration
 from alexgui.qt.session import RunHistory, run_dir_name
 from alexgui.qt.settings import MAX_RECENT, AppSettings, open_settings
 from tests.test_qt_panels import drop
@@ -222,7 +222,7 @@ def test_gui_parser_and_build_open_runs_and_data(qtbot, qt_settings: AppSettings
     gui.add_parser(sub)
     data = tmp_path / "data"
     data.mkdir()
-    from alexgui.engine.rundir import RunDir
+    from alexgui.engine.store.rundir import RunDir
 
     runs = [RunDir.create(tmp_path / name, RunConfig()).path for name in ("a", "b")]
     args = parser.parse_args(["gui", "--run", str(runs[0]), "--run", str(runs[1]), "--data", str(data)])

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.explore_helpers import MeanColourPredictor, colour_image, write_colour_folder
 
-from alexgui.engine import retrieval as R
+from alexgui.engine.inference import retrieval as R
+from tests.explore_helpers import MeanColourPredictor, colour_image, write_colour_folder
 
 
 def _brute_force(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import alexgui.engine.rundir as rundir_module
+import alexgui.engine.store.rundir as rundir_module
 from alexgui.config import RunConfig
-from alexgui.engine.atomic import atomic_write_bytes
 from alexgui.engine.events import (
     CheckpointSaved,
     EpochDone,
@@ -30,7 +29,8 @@ from alexgui.engine.events import (
     StepDone,
     Stopped,
 )
-from alexgui.engine.rundir import (
+from alexgui.engine.store.atomic import atomic_write_bytes
+from alexgui.engine.store.rundir import (
     MetricsFollower,
     RunDir,
     RunDirError,
@@ -408,7 +408,7 @@ def test_follower_forgets_a_partial_line_that_the_next_writer_cut(tmp_path: Path
 WRITER = """
 import sys, time
 from alexgui.engine.events import StepDone
-from alexgui.engine.rundir import RunDir, encode_event
+from alexgui.engine.store.rundir import RunDir, encode_event
 run = RunDir.open(sys.argv[1])
 n = int(sys.argv[2])
 for i in range(n):

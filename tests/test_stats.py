@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from alexgui.engine.stats import DataStats, StatsStopped, compute_stats, pca_of_covariance
+from alexgui.engine.data.stats import (
+    DataStats,
+    StatsStopped,
+    compute_stats,
+    pca_of_covariance,
+)
 
 
 class FakeImages:

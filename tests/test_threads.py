@@ -19,7 +19,7 @@ PROBE = textwrap.dedent(
         from alexgui.qt.app import ensure_app  # as the app starts: the QApplication, then the window
         ensure_app()
     else:
-        from alexgui.engine.threads import compute_serially_in_this_thread
+        from alexgui.engine.training.threads import compute_serially_in_this_thread
         assert compute_serially_in_this_thread() == 2
 
     def comm(tid):

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexgui.engine import train as train_module
-from alexgui.engine.checkpoint import load_checkpoint, split_prefix
 from alexgui.engine.events import (
     CheckpointSaved,
     EpochDone,
@@ -23,9 +21,11 @@ from alexgui.engine.events import (
     StepDone,
     Stopped,
 )
-from alexgui.engine.rundir import RunDir, read_events
-from alexgui.engine.schedule import PlateauSchedule
-from alexgui.engine.train import TrainControl, accuracy, train
+from alexgui.engine.store.checkpoint import load_checkpoint, split_prefix
+from alexgui.engine.store.rundir import RunDir, read_events
+from alexgui.engine.training import loop as train_module
+from alexgui.engine.training.loop import TrainControl, accuracy, train
+from alexgui.engine.training.schedule import PlateauSchedule
 from tests.helpers import make_dataset, tiny_config
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from alexgui.engine.stats import DataStats
-from alexgui.engine.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from alexgui.engine.data.stats import DataStats
+from alexgui.engine.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 SIZE, CROP = 32, 24  # small stand-ins for 256 and 224: same code path, fast tests
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alexgui.engine import zoo
+from alexgui.engine.model import zoo
 
 
 def test_registry_has_torchvision_alexnet_with_its_metadata() -> None:

@@ -49,14 +49,19 @@ def stderr_progress(label: str, scale: float = 1.0, unit: str = "") -> Callable[
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexgui.engine.predict import PredictorError, classify_files, expand_inputs, load_predictor
+    from alexgui.engine.inference.predict import (
+        PredictorError,
+        classify_files,
+        expand_inputs,
+    )
+    from alexgui.engine.inference.sources import load_predictor
 
     if args.top < 1:
         print("alexgui classify: --top must be at least 1", file=sys.stderr)
         return 2
     try:
         if args.backend == "onnx" or str(args.model).lower().endswith(".onnx"):
-            from alexgui.engine.onnx_predict import load_onnx_backend
+            from alexgui.engine.inference.onnx_cache import load_onnx_backend
 
             predictor = load_onnx_backend(args.model, device=args.device or "auto",
                                           progress=lambda text: print(text, file=sys.stderr, flush=True))

@@ -35,9 +35,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexgui.engine.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportError, export_and_check
-    from alexgui.engine.onnx_predict import OnnxModelError
-    from alexgui.engine.predict import PredictorError, TorchPredictor, load_predictor
+    from alexgui.engine.inference.onnx_export import (
+        DEFAULT_OPSET,
+        MAX_OPSET,
+        MIN_OPSET,
+        ExportError,
+    )
+    from alexgui.engine.inference.onnx_runtime import OnnxModelError
+    from alexgui.engine.inference.parity import export_and_check
+    from alexgui.engine.inference.predict import PredictorError, TorchPredictor
+    from alexgui.engine.inference.sources import load_predictor
 
     def say(message: str) -> None:
         print(f"export: {message}", file=sys.stderr, flush=True)

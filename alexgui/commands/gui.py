@@ -36,7 +36,12 @@ def default_args() -> argparse.Namespace:
 
 def run(args: argparse.Namespace | None = None) -> int:
     args = args if args is not None else default_args()
-    from alexgui.qt.app import debian_package, freeze_startup_heap, has_display, missing_x11_libraries
+    from alexgui.qt.app import (
+        debian_package,
+        freeze_startup_heap,
+        has_display,
+        missing_x11_libraries,
+    )
 
     if not has_display():
         print(NO_DISPLAY, file=sys.stderr)
@@ -60,7 +65,6 @@ def build(args: argparse.Namespace):  # -> tuple[QApplication, MainWindow]; Qt t
     from PySide6.QtCore import QTimer
 
     from alexgui.qt.app import MainWindow, apply_theme, ensure_app
-
     from alexgui.qt.explorer import install_explorer
 
     app = ensure_app()

@@ -2,7 +2,7 @@
 
     alexgui index --model MODEL --images DIR --out INDEX [--dtype float16|float32]
 
-INDEX is a folder (index.json + a .npy of features); see alexgui.engine.retrieval. Unreadable
+INDEX is a folder (index.json + a .npy of features); see alexgui.engine.inference.retrieval. Unreadable
 files are skipped and listed. Exit 0 on success, 1 when nothing could be indexed, 2 on a bad model.
 """
 
@@ -25,8 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alexgui.commands.classify import stderr_progress
-    from alexgui.engine.predict import PredictorError, load_predictor
-    from alexgui.engine.retrieval import RetrievalError, build_index, save_index
+    from alexgui.engine.inference.predict import PredictorError
+    from alexgui.engine.inference.retrieval import (
+        RetrievalError,
+        build_index,
+        save_index,
+    )
+    from alexgui.engine.inference.sources import load_predictor
 
     try:
         predictor = load_predictor(args.model, device=args.device)

@@ -25,8 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexgui.engine.predict import PredictorError, load_predictor
-    from alexgui.engine.retrieval import RetrievalError, load_index, nearest, query_features, stale_reasons
+    from alexgui.engine.inference.predict import PredictorError
+    from alexgui.engine.inference.retrieval import (
+        RetrievalError,
+        load_index,
+        nearest,
+        query_features,
+        stale_reasons,
+    )
+    from alexgui.engine.inference.sources import load_predictor
 
     if args.k < 1:
         print("alexgui neighbours: --k must be at least 1", file=sys.stderr)

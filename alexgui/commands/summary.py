@@ -13,8 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alexgui.config import ModelConfig
-    from alexgui.engine.model import build_model
-    from alexgui.engine.summary import format_summary, summary_rows
+    from alexgui.engine.model.networks import build_model
+    from alexgui.engine.model.summary import format_summary, summary_rows
 
     if args.classes < 2:
         print("alexgui summary: --classes must be at least 2", flush=True)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from alexgui.config import ConfigError, RunConfig
 
 if TYPE_CHECKING:  # the engine is imported when a run starts, not when the CLI parses its flags
-    from alexgui.engine.distributed import DistContext
-    from alexgui.engine.rundir import RunDir
+    from alexgui.engine.store.rundir import RunDir
+    from alexgui.engine.training.distributed import DistContext
 
 # (flag, config section, field, type, help); a flag left out keeps the config's (or paper's) value.
 _OVERRIDES: list[tuple[str, str, str, Any, str]] = [
@@ -87,7 +87,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexgui.engine.rundir import RunDir, RunDirError  # noqa: F811 - the runtime import
+    from alexgui.engine.store.rundir import RunDir, RunDirError  # noqa: F811 - the runtime import
 
     run_dir: RunDir | None = None
     try:
@@ -110,8 +110,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_distributed(args: argparse.Namespace, cfg: RunConfig, opened: RunDir | None) -> int:
     """One torchrun process: join the group, let rank 0 create the run directory, train, leave."""
-    from alexgui.engine.distributed import DistributedError, FollowerRunDir, all_reduce_sums, init_from_env, shutdown
-    from alexgui.engine.rundir import RunDir, RunDirError  # noqa: F811 - the runtime import
+    from alexgui.engine.store.rundir import RunDir, RunDirError  # noqa: F811 - the runtime import
+    from alexgui.engine.training.distributed import (
+        DistributedError,
+        FollowerRunDir,
+        all_reduce_sums,
+        init_from_env,
+        shutdown,
+    )
 
     try:
         ctx = init_from_env(cfg.train.device)
@@ -141,7 +147,7 @@ def _run_distributed(args: argparse.Namespace, cfg: RunConfig, opened: RunDir | 
 def _train(cfg: RunConfig, run_dir: RunDir, resume: bool, ctx: DistContext | None) -> int:
     from alexgui.commands.progress import TrainPrinter
     from alexgui.engine.events import Failed
-    from alexgui.engine.train import TrainControl, train
+    from alexgui.engine.training.loop import TrainControl, train
 
     control = TrainControl()
     main = ctx is None or ctx.is_main

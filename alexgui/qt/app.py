@@ -13,8 +13,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QMetaMethod, QSize, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShowEvent
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+    QIcon,
+    QKeySequence,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractButton,
     QApplication,
@@ -26,7 +36,6 @@ from PySide6.QtWidgets import (
     QToolBar,
     QWidget,
 )
-from pyqtgraph.util.garbage_collector import GarbageCollector
 
 from alexgui import __version__
 from alexgui.engine.events import Event, Failed, RunStarted
@@ -35,7 +44,13 @@ from alexgui.qt.panels.log import LogPanel
 from alexgui.qt.panels.monitor import MonitorPanel, available_devices
 from alexgui.qt.panels.runs import RunEntry, RunsPanel
 from alexgui.qt.plots import MetricPlots, run_color
-from alexgui.qt.session import RunHistory, RunOpenError, RunWatcher, TrainFn, TrainSession
+from alexgui.qt.session import (
+    RunHistory,
+    RunOpenError,
+    RunWatcher,
+    TrainFn,
+    TrainSession,
+)
 from alexgui.qt.settings import AppSettings
 
 RESOURCES = shipped("resources")
@@ -447,7 +462,7 @@ class MainWindow(QMainWindow):
         entry = self.runs.get(self._current_key or "")
         if entry is None or entry.path is None or self.session.is_running:
             return
-        from alexgui.engine.rundir import RunDir
+        from alexgui.engine.store.rundir import RunDir
 
         try:
             cfg = RunDir.open(entry.path).config()
@@ -742,7 +757,7 @@ def ensure_app(argv: list[str] | None = None) -> QApplication:
         _GC.append(GarbageCollector(interval=1.0))
         # Torch work on the GUI thread is small; an OpenMP pool of its own would slow the training
         # thread's (engine/threads.py). Before the window builds anything with torch.
-        from alexgui.engine.threads import compute_serially_in_this_thread
+        from alexgui.engine.training.threads import compute_serially_in_this_thread
 
         compute_serially_in_this_thread()
     assert isinstance(app, QApplication)

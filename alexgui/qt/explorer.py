@@ -8,17 +8,16 @@ in, the others follow.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QTabBar, QWidget
 
-from alexgui.engine.predict import Predictor, TorchPredictor
-from alexgui.engine.rundir import RunDir
+from alexgui.engine.inference.predict import Predictor, TorchPredictor
+from alexgui.engine.store.rundir import RunDir
 from alexgui.qt.app import MainWindow
 from alexgui.qt.export_dialog import ExportDialog
 from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser
@@ -242,9 +241,9 @@ def _scrolling(widget: QWidget) -> QScrollArea:
 
 
 def _to_onnx(predictor: TorchPredictor, stop: threading.Event, progress: Callable[..., None]) -> Predictor:
-    from alexgui.engine.onnx_predict import OnnxPredictor
+    from alexgui.engine.inference.onnx_cache import exported_predictor
 
-    return OnnxPredictor.from_torch_predictor(predictor, progress=lambda text: progress(0, 0, text))
+    return exported_predictor(predictor, progress=lambda text: progress(0, 0, text))
 
 
 def install_explorer(window: MainWindow) -> Explorer:

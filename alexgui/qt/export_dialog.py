@@ -54,8 +54,9 @@ def run_export(
     progress: Callable[[int, int, str], None],
 ) -> Any:
     """The dialog's job: load, export, check. Returns the engine's ExportResult (None if cancelled)."""
-    from alexgui.engine.onnx_export import export_and_check
-    from alexgui.engine.predict import PredictorError, TorchPredictor, load_predictor
+    from alexgui.engine.inference.parity import export_and_check
+    from alexgui.engine.inference.predict import PredictorError, TorchPredictor
+    from alexgui.engine.inference.sources import load_predictor
 
     progress(0, _STEPS, f"loading {model}")
     predictor = load_predictor(model, "cpu")

@@ -279,13 +279,13 @@ TrainFn = Callable[..., Iterator[Event]]
 
 
 def _default_train_fn() -> TrainFn:
-    from alexgui.engine.train import train
+    from alexgui.engine.training.loop import train
 
     return train
 
 
 def _default_control() -> Any:
-    from alexgui.engine.train import TrainControl
+    from alexgui.engine.training.loop import TrainControl
 
     return TrainControl()
 
@@ -402,7 +402,7 @@ class TrainSession(QObject):
         """Create (or, with resume, reopen) the run directory and start training in the background."""
         if self._thread is not None:
             raise RuntimeError("a training run is already going; stop it first")
-        from alexgui.engine.rundir import RunDir
+        from alexgui.engine.store.rundir import RunDir
 
         if resume:
             if run_path is None:
@@ -542,7 +542,7 @@ class RunWatcher(QObject):
 
     def open(self) -> tuple[list[Event], list[str]]:
         """The run's history so far and any problems in it; raises RunOpenError for an unusable folder."""
-        from alexgui.engine.rundir import MetricsFollower, RunDir
+        from alexgui.engine.store.rundir import MetricsFollower, RunDir
 
         try:
             run = RunDir.open(self.path)

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 _RUNNING: weakref.WeakSet[Job] = weakref.WeakSet()
 _ALIVE: set[Job] = set()  # a started job must outlive its Python owner until its thread ends

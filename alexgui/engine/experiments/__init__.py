@@ -8,22 +8,29 @@ definitions.py  what each experiment changes and what the paper reports
 runner.py       run directories per variant and seed, resume and skip, the updates it yields
 analysis.py     the measurements and the report's content
 stats.py        mean ± std over seeds and the "within noise" rule
-The report files are written by alexgui/engine/report.py.
+The report files are written by alexgui/engine/experiments/report.py.
 """
 
-from alexgui.engine.experiments.definitions import EXPERIMENTS, Experiment, Variant, get_experiment
-from alexgui.engine.experiments.runner import (
+from alexgui.engine.experiments.definitions import (
+    EXPERIMENTS,
+    Experiment,
+    Variant,
+    get_experiment,
+)
+from alexgui.engine.experiments.plan import (
     ExperimentError,
     ExperimentOptions,
-    ExperimentStopped,
     PlannedRun,
+    plan,
+)
+from alexgui.engine.experiments.runner import (
+    ExperimentStopped,
     ReportReady,
     RunBegins,
     RunEnds,
     RunEvent,
     TowerSnapshot,
     Update,
-    plan,
     run_experiment,
 )
 from alexgui.engine.experiments.stats import Comparison, Spread, compare, spread

@@ -22,13 +22,30 @@ from typing import Any
 import numpy as np
 
 from alexgui import __version__
-from alexgui.engine.events import EpochDone, Failed, Finished, RunStarted, StepDone, Stopped
+from alexgui.engine.events import (
+    EpochDone,
+    Failed,
+    Finished,
+    RunStarted,
+    StepDone,
+    Stopped,
+)
 from alexgui.engine.experiments.definitions import Experiment
-from alexgui.engine.experiments.runner import TOWER_HISTORY, ExperimentOptions, PlannedRun, load_tower_history
+from alexgui.engine.experiments.plan import (
+    TOWER_HISTORY,
+    ExperimentOptions,
+    PlannedRun,
+    load_tower_history,
+)
+from alexgui.engine.experiments.report import percent
 from alexgui.engine.experiments.stats import NOISE_SIGMAS, SINGLE_SEED, compare, spread
-from alexgui.engine.filters import colour_specificity, grid_layout, render_grid, rgb_kernel_tiles
-from alexgui.engine.report import percent
-from alexgui.engine.rundir import RunDir, read_events
+from alexgui.engine.store.rundir import RunDir, read_events
+from alexgui.engine.understand.kernels import (
+    colour_specificity,
+    grid_layout,
+    render_grid,
+    rgb_kernel_tiles,
+)
 
 REPORT_FORMAT = "alexgui-experiment-report/1"
 DEFAULT_TARGET_OF_CHANCE = 0.5  # relu-vs-tanh target when none is given: this fraction of chance error
@@ -479,8 +496,8 @@ def tower_split(kernels: np.ndarray, towers: list[int]) -> dict[str, Any]:
 def final_conv1(run_path: Path) -> tuple[np.ndarray, list[int]] | None:
     """conv1's kernels and their towers from the run's last checkpoint (None without one)."""
     from alexgui.config import RunConfig
-    from alexgui.engine.checkpoint import load_checkpoint, split_prefix
-    from alexgui.engine.model import build_model
+    from alexgui.engine.model.networks import build_model
+    from alexgui.engine.store.checkpoint import load_checkpoint, split_prefix
 
     path = RunDir(run_path).last_checkpoint
     if not path.exists():

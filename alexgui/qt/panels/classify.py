@@ -22,7 +22,19 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QFontMetrics, QImage, QKeySequence, QPainter, QPaintEvent, QPixmap, QShortcut
+from PySide6.QtGui import (
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+    QPixmap,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -41,17 +53,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from alexgui.engine import zoo
-from alexgui.engine.imageio import ImageError, load_256
-from alexgui.engine.predict import (
+from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.engine.inference.predict import (
     IMAGE_FILE_FILTER,
     Classified,
     Predictor,
     classify_files,
     classify_image,
     expand_inputs,
-    load_predictor,
 )
+from alexgui.engine.inference.sources import load_predictor
+from alexgui.engine.model import zoo
 from alexgui.qt.job_progress import JobProgress, megabytes_text
 from alexgui.qt.panels.filters import numpy_to_qimage
 from alexgui.qt.workers import Job

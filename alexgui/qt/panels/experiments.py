@@ -52,11 +52,11 @@ from alexgui.engine.experiments import (
     Update,
     run_experiment,
 )
-from alexgui.engine.report import REPORT_JSON, load_report
+from alexgui.engine.experiments.report import REPORT_JSON, load_report
+from alexgui.formatting import format_duration
 from alexgui.qt.panels.classify import ERROR_RED
 from alexgui.qt.panels.monitor import device_box
 from alexgui.qt.plots import BACKGROUND, RUN_COLORS
-from alexgui.formatting import format_duration
 from alexgui.qt.workers import Job
 
 DEMO = "demo"

@@ -16,10 +16,18 @@ import numpy as np
 import torch
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
-from alexgui.engine import filters as F
-from alexgui.engine.imageio import ImageError, load_256
+from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.engine.understand import kernels as F
 from alexgui.qt.panels.filters import TileGrid, numpy_to_qimage
 from alexgui.qt.workers import Job
 

@@ -35,9 +35,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from alexgui.engine import filters as F
-from alexgui.engine.atomic import atomic_target
-from alexgui.engine.model import CONV_LAYERS
+from alexgui.engine.model.networks import CONV_LAYERS
+from alexgui.engine.store.atomic import atomic_target
+from alexgui.engine.understand import kernels as F
 
 TOWER_NAMES = {0: "Tower 0 (GPU 1)", 1: "Tower 1 (GPU 2)"}
 

@@ -30,9 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from alexgui.engine.imageio import ImageError, load_256
-from alexgui.engine.predict import IMAGE_FILE_FILTER, Predictor
-from alexgui.engine.retrieval import (
+from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.engine.inference.predict import IMAGE_FILE_FILTER, Predictor
+from alexgui.engine.inference.retrieval import (
     Cancelled,
     GalleryIndex,
     RetrievalError,

@@ -29,7 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from alexgui.engine.atomic import atomic_target, atomic_write_text, remove_stale_temporaries
+from alexgui.engine.store.atomic import (
+    atomic_target,
+    atomic_write_text,
+    remove_stale_temporaries,
+)
 
 # Bump when decoding changes in a way that alters pixels (filter, crop, colour conversion).
 FORMAT_VERSION = 1

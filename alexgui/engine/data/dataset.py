@@ -27,8 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from alexgui.config import DataConfig
-from alexgui.engine.cache import CacheError, CacheWriter, DecodedCache, fingerprint
-from alexgui.engine.imageio import ImageError, load_256
+from alexgui.engine.data.cache import CacheError, CacheWriter, DecodedCache, fingerprint
+from alexgui.engine.data.imageio import ImageError, load_256
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -313,7 +313,7 @@ def prepare_dataset(
     report = progress or (lambda stage, done, total: None)
     root: str | Path = cfg.data
     if cfg.data == "demo":
-        from alexgui.engine.demo import ensure_demo_dataset
+        from alexgui.engine.data.demo import ensure_demo_dataset
 
         root = ensure_demo_dataset(cache_root)
     report("scanning", 0, 1)

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import torch
 from safetensors import safe_open
 
-from alexgui.engine.atomic import atomic_open
+from alexgui.engine.store.atomic import atomic_open
 
 META_KEY = "alexgui"
 FINGERPRINT_LENGTH = 16

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from alexgui.engine.atomic import atomic_write_bytes, atomic_write_text
+from alexgui.engine.store.atomic import atomic_write_bytes, atomic_write_text
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

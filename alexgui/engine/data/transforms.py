@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from alexgui.engine.stats import DataStats, find_stat_tensor
+from alexgui.engine.data.stats import DataStats, find_stat_tensor
 
 Mode = Literal["mean_image", "mean_std"]
 MODES: tuple[str, ...] = ("mean_image", "mean_std")

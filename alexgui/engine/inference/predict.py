@@ -1,10 +1,10 @@
 """Inference: a Predictor turns decoded 256x256 images into class probabilities and fc7 features.
 
-Every backend (torch here; ONNX Runtime in alexgui.engine.onnx_predict) takes the same uint8
+Every backend (torch here; ONNX Runtime in alexgui.engine.inference.onnx_runtime) takes the same uint8
 (B, 256, 256, 3) batches that load_256 produces and runs the same Preprocess the model was trained
 with, so a model gives the same answer in the GUI, on the command line and after export.
 
-`load_predictor(spec)` resolves what a user names:
+`sources.load_predictor(spec)` resolves what a user names:
     "torchvision"          torchvision's ImageNet AlexNet from the model zoo (torch hub cache)
     a run folder           its best checkpoint, else its last
     FILE.safetensors       an alexgui checkpoint (config, class names and preprocessing inside)
@@ -14,7 +14,6 @@ with, so a model gives the same answer in the GUI, on the command line and after
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 import time
@@ -28,11 +27,23 @@ import numpy as np
 import torch
 
 from alexgui.config import ConfigError, ModelConfig, RunConfig
-from alexgui.engine.checkpoint import CheckpointError, first_line, load_checkpoint, split_prefix, weights_fingerprint
-from alexgui.engine.imageio import ImageError, load_256
-from alexgui.engine.labels import true_class
-from alexgui.engine.model import AlexNetBase, TorchvisionAlexNet, WeightsError, build_model, load_torchvision_weights
-from alexgui.engine.transforms import Preprocess
+from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.engine.data.labels import true_class
+from alexgui.engine.data.transforms import Preprocess
+from alexgui.engine.model.networks import (
+    AlexNetBase,
+    TorchvisionAlexNet,
+    WeightsError,
+    build_model,
+    load_torchvision_weights,
+)
+from alexgui.engine.store.checkpoint import (
+    CheckpointError,
+    first_line,
+    load_checkpoint,
+    split_prefix,
+    weights_fingerprint,
+)
 
 # Files a folder drop or a gallery folder contributes; explicitly named files are tried whatever
 # their suffix (and get a clear message when they are not images).
@@ -41,10 +52,6 @@ IMAGE_SUFFIXES = frozenset(
 )
 # The same list for file dialogs (Qt's name-filter syntax).
 IMAGE_FILE_FILTER = f"Images ({' '.join('*' + s for s in sorted(IMAGE_SUFFIXES))});;All files (*)"
-
-# Backends outside this module, imported only when a file of that kind is opened. Each is
-# "module:function" with function(path: Path, device: str) -> Predictor.
-BACKENDS: dict[str, str] = {".onnx": "alexgui.engine.onnx_predict:load_onnx_predictor"}  # ONNX backend: onnx_predict.py
 
 Progress = Callable[[int, int], None]
 
@@ -153,7 +160,7 @@ class TorchPredictor(Predictor):
     @classmethod
     def from_run_dir(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> TorchPredictor:
         """A run folder's best checkpoint, or its last when it has no best yet."""
-        from alexgui.engine.rundir import RunDir, RunDirError
+        from alexgui.engine.store.rundir import RunDir, RunDirError
 
         try:
             run = RunDir.open(path)
@@ -179,7 +186,7 @@ class TorchPredictor(Predictor):
     def _from_torchvision_state(
         cls, path: Path, state: dict[str, torch.Tensor], device: str | torch.device
     ) -> TorchPredictor:
-        from alexgui.engine import zoo
+        from alexgui.engine.model import zoo
 
         head = state.get("classifier.6.weight")
         if head is None or head.ndim != 2:
@@ -230,46 +237,6 @@ class TorchPredictor(Predictor):
     def describe(self) -> dict[str, Any]:
         device = str(next(self.model.parameters()).device)
         return {**super().describe(), "backend": "torch", "provider": device, "preprocessing": self.preprocess.describe()}
-
-
-def load_predictor(
-    spec: str | os.PathLike[str],
-    device: str = "cpu",
-    progress: Progress | None = None,
-    stop: threading.Event | None = None,
-    allow_download: bool = False,
-) -> Predictor:
-    """The model a user named (see the module docstring). Raises PredictorError naming the file."""
-    from alexgui.engine import zoo
-
-    text = str(spec)
-    if text in zoo.ALIASES:
-        try:
-            path = zoo.ensure_weights(zoo.default_entry(), allow_download=allow_download, progress=progress, stop=stop)
-        except zoo.ZooError as e:
-            raise PredictorError(str(e)) from None
-        return TorchPredictor.from_torchvision_file(path, device)
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise PredictorError(f"{path}: no such file or folder (expected a checkpoint, a run folder, "
-                             f"an ONNX file or 'torchvision')")
-    if path.is_dir():
-        return TorchPredictor.from_run_dir(path, device)
-    suffix = path.suffix.lower()
-    if suffix in BACKENDS:
-        module_name, _, func = BACKENDS[suffix].partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            raise PredictorError(f"{path}: {suffix} models need the {module_name} backend, "
-                                 "which this installation does not have") from None
-        return getattr(module, func)(path, device)
-    if suffix == ".safetensors":
-        return TorchPredictor.from_checkpoint(path, device)
-    if suffix in (".pth", ".pt", ".bin"):
-        return TorchPredictor.from_torchvision_file(path, device)
-    raise PredictorError(f"{path}: unknown model file type {suffix or '(no suffix)'}; expected .safetensors, "
-                         ".pth, .onnx or a run folder")
 
 
 # ---- classifying files ------------------------------------------------------------------------

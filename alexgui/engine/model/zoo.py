@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from alexgui.engine.atomic import atomic_open
+from alexgui.engine.store.atomic import atomic_open
 from alexgui.paths import shipped
 
 REGISTRY_PATH = shipped("model_zoo/registry.json")

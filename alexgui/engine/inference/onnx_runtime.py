@@ -1,4 +1,4 @@
-"""The ONNX Runtime backend of the Predictor interface, and the metadata an exported model carries.
+"""The ONNX Runtime backend of the Predictor interface (the file format is in onnx_format.py).
 
 An alexgui ONNX file takes the network's preprocessed input, float32 (batch, 3, crop, crop) RGB NCHW,
 exactly what transforms.Preprocess produces, and returns "logits" (batch, C) and "features"
@@ -19,61 +19,43 @@ a graph that needs one is refused by ONNX Runtime with a message naming the file
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
-from alexgui.engine.predict import Predictor, PredictorError
-from alexgui.engine.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from alexgui.engine.zoo import sha256_file
-
-if TYPE_CHECKING:
-    from alexgui.engine.predict import TorchPredictor
-
-# ---- the file format ---------------------------------------------------------------------------
-
-FORMAT_VERSION = "1"
-INPUT_NAME = "input"
-LOGITS_NAME = "logits"
-FEATURES_NAME = "features"
-FEATURE_DIM = 4096
-
-META_FORMAT = "alexgui.format"  # FORMAT_VERSION; its presence marks an alexgui export
-META_VERSION = "alexgui.alexgui_version"
-META_ARCH = "alexgui.arch"  # "paper" | "torchvision"
-META_CLASS_NAMES = "alexgui.class_names"  # JSON list of str, index = logit index
-META_WNIDS = "alexgui.wnids"  # JSON list of ImageNet WordNet ids, when known
-META_PREPROCESSING = "alexgui.preprocessing"  # JSON: Preprocess.describe()
-META_STATS = "alexgui.stats"  # JSON {"stats.mean_image": encoded array, ...} (see encode_array)
-META_DECODE = "alexgui.decode"  # how a file becomes the 256x256 image (imageio.load_256), in words
-META_INPUT = "alexgui.input"  # JSON {"name", "shape", "dtype", "layout", "channel_order"}
-META_OUTPUTS = "alexgui.outputs"  # JSON {name: description}
-META_FINGERPRINT = "alexgui.weights_fingerprint"  # checkpoint.weights_fingerprint of the source weights
-META_SOURCE = "alexgui.source"  # the model the file was exported from, for display
-META_PRECISION = "alexgui.precision"  # "float32" | "float16" (weights and arithmetic; I/O is float32)
-
-DECODE_DESCRIPTION = (
-    "decode to RGB (EXIF orientation applied, transparency composited onto grey (128, 128, 128)), "
-    "take the central square of the image and resize it to resize x resize with Lanczos (PIL), "
-    "i.e. short side to resize then the central patch"
+from alexgui.engine.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from alexgui.engine.inference.onnx_format import (
+    DEFAULT_CROP,
+    DEFAULT_RESIZE,
+    FEATURE_DIM,
+    FEATURES_NAME,
+    FORMAT_VERSION,
+    LOGITS_NAME,
+    META_ARCH,
+    META_CLASS_NAMES,
+    META_FINGERPRINT,
+    META_FORMAT,
+    META_PRECISION,
+    META_PREPROCESSING,
+    META_SOURCE,
+    META_STATS,
+    META_WNIDS,
+    decode_array,
 )
+from alexgui.engine.inference.predict import Predictor, PredictorError
+from alexgui.engine.model.zoo import sha256_file
 
-# Used for an ONNX file that lacks alexgui metadata (a model exported by other tools): the
-# conventions of torchvision's ImageNet AlexNet, said out loud in OnnxPredictor.warnings.
-DEFAULT_RESIZE = 256
-DEFAULT_CROP = 224
+# ---- providers -----------------------------------------------------------------------------------
 
 PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -95,48 +77,6 @@ class OnnxModelError(PredictorError):
         self.problem = problem
 
 
-def encode_array(array: np.ndarray) -> dict[str, Any]:
-    """A float array as JSON: dtype, shape and base64 of its little-endian float32 bytes."""
-    data = np.ascontiguousarray(array, dtype="<f4")
-    return {
-        "dtype": "float32",
-        "byte_order": "little",
-        "shape": list(data.shape),
-        "base64": base64.b64encode(data.tobytes()).decode("ascii"),
-    }
-
-
-def decode_array(encoded: Any, what: str) -> np.ndarray:
-    """encode_array's inverse; raises ValueError naming `what` when the entry is malformed."""
-    if not isinstance(encoded, dict):
-        raise ValueError(f"{what}: expected a JSON object")
-    shape = encoded.get("shape")
-    if encoded.get("dtype") != "float32" or encoded.get("byte_order", "little") != "little":
-        raise ValueError(f"{what}: only little-endian float32 is supported, got {encoded.get('dtype')!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise ValueError(f"{what}: shape must be a list of non-negative integers, got {shape!r}")
-    try:
-        raw = base64.b64decode(encoded.get("base64", ""), validate=True)
-    except (ValueError, TypeError):
-        raise ValueError(f"{what}: the data is not valid base64") from None
-    expected = 4 * int(np.prod(shape, dtype=np.int64))
-    if len(raw) != expected:
-        raise ValueError(f"{what}: {len(raw)} bytes of data for shape {tuple(shape)} (expected {expected})")
-    return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
-
-
-def stat_tensors(preprocess: Preprocess) -> dict[str, torch.Tensor]:
-    """Preprocess.stat_tensors() on the CPU, always with the PCA statistics (ONNX metadata and the export
-    cache key have carried them from the start)."""
-    tensors = {
-        "stats.pca_eigvals": preprocess.pca_eigvals,
-        "stats.pca_eigvecs": preprocess.pca_eigvecs,
-        **preprocess.stat_tensors(),
-    }
-    return {name: t.detach().cpu() for name, t in tensors.items()}
-
-
-# ---- providers -----------------------------------------------------------------------------------
 
 
 def provider_chain(device: str) -> tuple[list[str], int]:
@@ -496,64 +436,9 @@ class OnnxPredictor(Predictor):
             d["warnings"] = list(self.warnings)
         return d
 
-    # ---- from a PyTorch model -------------------------------------------------------------------
-
-    @classmethod
-    def from_torch_predictor(
-        cls,
-        predictor: TorchPredictor,
-        cache_dir: Path | None = None,
-        device: str = "auto",
-        threads: int | None = None,
-        progress: Callable[[str], None] | None = None,
-        keep: int = 3,
-    ) -> OnnxPredictor:
-        """The same model on ONNX Runtime, exported on first use into a cache keyed by the weights,
-        class names, preprocessing and precision (float16 when a GPU will run it). Only the `keep`
-        most recently used exports stay in the cache (each is ~230 MB)."""
-        from alexgui.engine.onnx_export import DEFAULT_OPSET, export_onnx
-        from alexgui.engine.atomic import remove_stale_temporaries
-        from alexgui.paths import cache_dir as default_cache
-
-        folder = (cache_dir or default_cache()) / "onnx"
-        fp16 = provider_chain(device)[0][0] != "cpu" and gpu_present()
-        path = folder / f"{predictor.arch}-{export_key(predictor, fp16, DEFAULT_OPSET)}.onnx"
-        remove_stale_temporaries(folder)
-        if path.exists():
-            os.utime(path)  # most recently used
-        else:
-            export_onnx(predictor, path, fp16=fp16, opset=DEFAULT_OPSET, progress=progress)
-        _prune(folder, keep, path)
-        onnx_predictor = cls(path, device, threads, cache_dir=folder)
-        onnx_predictor.exported_from = predictor.source
-        return onnx_predictor
-
-
-def export_key(predictor: TorchPredictor, fp16: bool, opset: int) -> str:
-    """What distinguishes one export from another: weights, classes, preprocessing, precision, opset."""
-    h = hashlib.sha256()
-    stats = {k: hashlib.sha256(v.float().contiguous().numpy().tobytes()).hexdigest() for k, v in stat_tensors(predictor.preprocess).items()}
-    h.update(json.dumps([predictor.fingerprint, predictor.class_names, predictor.preprocess.describe(), stats,
-                         "float16" if fp16 else "float32", opset, FORMAT_VERSION], sort_keys=True).encode())
-    return h.hexdigest()[:16]
-
-
 def load_onnx_predictor(path: Path, device: str = "cpu") -> OnnxPredictor:
-    """predict.load_predictor's entry point for .onnx files. device: cpu, auto, cuda[:N], tensorrt[:N]."""
+    """sources.load_predictor's entry point for .onnx files. device: cpu, auto, cuda[:N], tensorrt[:N]."""
     return OnnxPredictor(path, device)
-
-
-def load_onnx_backend(spec: str | os.PathLike[str], device: str = "auto", threads: int | None = None,
-                      progress: Callable[[str], None] | None = None) -> OnnxPredictor:
-    """`--backend onnx`: an .onnx file as is, any other model spec exported on the fly (cached)."""
-    from alexgui.engine.predict import TorchPredictor, load_predictor
-
-    if Path(str(spec)).suffix.lower() == ".onnx":
-        return OnnxPredictor(Path(str(spec)).expanduser(), device, threads)
-    torch_predictor = load_predictor(spec, "cpu")
-    if not isinstance(torch_predictor, TorchPredictor):
-        raise PredictorError(f"{spec}: cannot be converted to ONNX (not a PyTorch model)")
-    return OnnxPredictor.from_torch_predictor(torch_predictor, device=device, threads=threads, progress=progress)
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -604,13 +489,3 @@ def _json_meta(path: Path, meta: dict[str, str], key: str) -> Any:
 
 def _shape_text(shape: Sequence[Any]) -> str:
     return "(" + ", ".join(str(d) if d is not None else "?" for d in shape) + ")"
-
-
-def _prune(folder: Path, keep: int, current: Path) -> None:
-    exports = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in exports[max(keep, 1):]:
-        if old != current:
-            try:
-                old.unlink()
-            except OSError:
-                pass

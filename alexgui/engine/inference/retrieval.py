@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from alexgui.engine.atomic import atomic_open, atomic_write_text
-from alexgui.engine.imageio import ImageError, load_256
-from alexgui.engine.predict import IMAGE_SUFFIXES, Predictor, list_images
+from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.engine.inference.predict import IMAGE_SUFFIXES, Predictor, list_images
+from alexgui.engine.store.atomic import atomic_open, atomic_write_text
 
 INDEX_FORMAT = "alexgui-index/1"
 INDEX_JSON = "index.json"

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from alexgui.engine.model import AlexNetBase, PaperAlexNet, Tap, Tower
+from alexgui.engine.model.networks import AlexNetBase, PaperAlexNet, Tap, Tower
 
 
 class PlacementError(ValueError):

@@ -29,8 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from alexgui.config import ConfigError, RunConfig
-from alexgui.engine.atomic import atomic_write_text, fsync_dir, remove_stale_temporaries
 from alexgui.engine.events import EVENT_TYPES, Event, UnknownEvent, event_from_dict
+from alexgui.engine.store.atomic import (
+    atomic_write_text,
+    fsync_dir,
+    remove_stale_temporaries,
+)
 
 CONFIG_NAME = "config.toml"
 METRICS_NAME = "metrics.jsonl"

@@ -28,9 +28,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from alexgui.engine.dataset import ImageSet
+from alexgui.engine.data.dataset import ImageSet
 from alexgui.engine.events import Event
-from alexgui.engine.rundir import RunDir
+from alexgui.engine.store.rundir import RunDir
 
 _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

@@ -25,21 +25,15 @@ import torch.nn.functional as F
 
 from alexgui import __version__
 from alexgui.config import RunConfig
-from alexgui.engine.atomic import atomic_write_text
-from alexgui.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint, split_prefix
-from alexgui.engine.dataset import Cancelled, DatasetError, ImageSet, PreparedData, prepare_dataset
-from alexgui.engine.distributed import (
-    SINGLE_PROCESS,
-    DistContext,
-    all_reduce_sums,
-    barrier,
-    rank_device_spec,
-    rank_order,
-    reduce_means,
-    shard_image_set,
-    steps_per_epoch as epoch_steps,
-    wrap_model,
+from alexgui.engine.data.dataset import (
+    Cancelled,
+    DatasetError,
+    ImageSet,
+    PreparedData,
+    prepare_dataset,
 )
+from alexgui.engine.data.stats import DataStats, StatsStopped, compute_stats
+from alexgui.engine.data.transforms import Preprocess
 from alexgui.engine.events import (
     CheckpointSaved,
     EpochDone,
@@ -55,13 +49,39 @@ from alexgui.engine.events import (
     StepDone,
     Stopped,
 )
-from alexgui.engine.memory import reusing_freed_memory
-from alexgui.engine.model import CONV_LAYERS, AlexNetBase, build_model
-from alexgui.engine.placement import PlacementError, describe_devices, parse_devices, place_model, take_tower_stats
-from alexgui.engine.rundir import RunDir
-from alexgui.engine.schedule import PlateauSchedule
-from alexgui.engine.stats import DataStats, StatsStopped, compute_stats
-from alexgui.engine.transforms import Preprocess
+from alexgui.engine.model.networks import CONV_LAYERS, AlexNetBase, build_model
+from alexgui.engine.model.placement import (
+    PlacementError,
+    describe_devices,
+    parse_devices,
+    place_model,
+    take_tower_stats,
+)
+from alexgui.engine.store.atomic import atomic_write_text
+from alexgui.engine.store.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    split_prefix,
+)
+from alexgui.engine.store.rundir import RunDir
+from alexgui.engine.training.distributed import (
+    SINGLE_PROCESS,
+    DistContext,
+    all_reduce_sums,
+    barrier,
+    rank_device_spec,
+    rank_order,
+    reduce_means,
+    shard_image_set,
+    wrap_model,
+)
+from alexgui.engine.training.distributed import (
+    steps_per_epoch as epoch_steps,
+)
+from alexgui.engine.training.memory import reusing_freed_memory
+from alexgui.engine.training.schedule import PlateauSchedule
 from alexgui.paths import cache_dir
 
 CHECKPOINT_FORMAT = "alexgui-checkpoint/1"

@@ -22,11 +22,12 @@ along the channel/unit axis, tower 0 first.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor, nn
 
 from alexgui.config import Activation, LrnFormula, ModelConfig, Pooling
-from alexgui.engine.lrn import LocalResponseNorm
+from alexgui.engine.model.lrn import LocalResponseNorm
 
 # The paper says 224x224 input and 55x55 after conv1 (11x11, stride 4), which only works out for 227.
 # We keep 224 and pad conv1 by 2, as torchvision does: (224 + 2*2 - 11) // 4 + 1 = 55.

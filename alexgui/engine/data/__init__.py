@@ -1,0 +1,1 @@
+"""Images in: decoding any file, class folders, the decoded cache, demo data, image statistics, transforms."""

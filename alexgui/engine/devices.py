@@ -1,0 +1,99 @@
+"""The one device vocabulary: what a user may type or pick as a device, checked once, with one message.
+
+    cpu              the CPU
+    cuda, cuda:N     a CUDA GPU ("cuda" is the current one)
+    mps              Apple's GPU, where this torch offers it
+    A,B              two of the above, one tower each: the paper's model parallelism
+                     (cuda:0,cuda:1 as in the paper; cpu,cpu tests the same path on any machine)
+
+The command line (`--device`), the app's device box and the trainer all go through here: parse_devices
+turns a string into torch devices or raises DeviceError saying why, and device_choices lists what this
+machine offers, the paper's two-GPU split included when two GPUs are present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+from alexgui.engine.errors import AlexguiError
+
+TWO_TOWERS_LABEL = "Two GPUs, one tower each (GPU 0 + GPU 1, as in the paper)"
+_NAMES = "cpu, cuda, cuda:N" + (", mps" if hasattr(torch.backends, "mps") else "")
+
+
+class DeviceError(AlexguiError, ValueError):
+    """A device string that cannot be used on this machine; the message says which and why."""
+
+
+class DeviceChoice(NamedTuple):
+    label: str  # what the app shows
+    spec: str  # what parse_devices takes, and what --device takes
+
+
+def mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def parse_devices(spec: str) -> list[torch.device]:
+    """One device, or two joined by a comma (one tower each). DeviceError for unknown names, more
+    than two devices, and devices this machine lacks."""
+    parts = [p.strip() for p in str(spec).split(",")]
+    if not 1 <= len(parts) <= 2 or any(not p for p in parts):
+        raise DeviceError(f"device {spec!r}: give one device ({_NAMES}) or two joined by a comma (cuda:0,cuda:1)")
+    return [_one_device(p, spec) for p in parts]
+
+
+def parse_device(spec: str) -> torch.device:
+    """Exactly one device (inference, evaluation): two towers make sense only for training."""
+    devices = parse_devices(spec)
+    if len(devices) != 1:
+        raise DeviceError(f"device {spec!r}: give one device here ({_NAMES}); two devices are for training")
+    return devices[0]
+
+
+def _one_device(name: str, spec: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r} in {spec!r}: use {_NAMES}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {spec!r} asked for, but this machine has no usable CUDA GPU; use --device cpu")
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {spec!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+        return torch.device("cuda", index)
+    if device.type == "mps":
+        if not mps_available():
+            raise DeviceError(f"device {spec!r} asked for, but this torch has no usable Apple GPU (mps); use --device cpu")
+        return device
+    if device.type != "cpu":
+        raise DeviceError(f"unsupported device {name!r} in {spec!r}: use {_NAMES}")
+    return device
+
+
+def device_choices() -> list[DeviceChoice]:
+    """Each way this machine can train, best last: the CPU, each GPU, and with two or more CUDA GPUs
+    the paper's "two GPUs, one tower each". A broken CUDA installation offers the CPU alone."""
+    choices = [DeviceChoice("CPU", "cpu")]
+    try:
+        if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            for i in range(count):
+                choices.append(DeviceChoice(f"GPU {i}: {torch.cuda.get_device_name(i)}", f"cuda:{i}"))
+            if count >= 2:
+                choices.append(DeviceChoice(TWO_TOWERS_LABEL, "cuda:0,cuda:1"))
+        if mps_available():
+            choices.append(DeviceChoice("Apple GPU (mps)", "mps"))
+    except Exception:  # noqa: BLE001 - a broken driver must not keep the window or the command from starting
+        pass
+    return choices
+
+
+def describe_devices(devices: Sequence[torch.device]) -> str:
+    """The device string for a list of devices: "cpu", "cuda:0,cuda:1"."""
+    return ",".join(str(d) for d in devices)

@@ -1,0 +1,1 @@
+"""On disk: atomic writes, checkpoints, run directories and their metrics log."""

@@ -1,0 +1,1 @@
+"""Understanding a model: first-layer kernels and their colour specificity."""
