@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
+from alexgui.errors import AlexguiError
+
 Arch = Literal["paper", "torchvision"]
 Activation = Literal["relu", "tanh"]
 Pooling = Literal["overlapping", "non-overlapping"]
@@ -104,7 +106,7 @@ class RunConfig:
         return cls.from_toml(text, str(path))
 
 
-class ConfigError(ValueError):
+class ConfigError(AlexguiError, ValueError):
     """A settings file or value that cannot be used; the message names the file and the field."""
 
 

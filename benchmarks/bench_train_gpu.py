@@ -38,9 +38,10 @@ import torchvision
 from torch import nn
 
 from alexgui.config import RunConfig
+from alexgui.engine.devices import describe_devices, parse_devices
 from alexgui.engine.events import StepDone
 from alexgui.engine.model.networks import PaperAlexNet
-from alexgui.engine.model.placement import describe_devices, parse_devices, place_model
+from alexgui.engine.model.placement import place_model
 from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.training.loop import train
 from benchmarks.machine import describe_cpu
@@ -56,8 +57,8 @@ PEAK_TFLOPS = {
 }
 
 
-def forward_flop(model: nn.Module, device: torch.device) -> float:
-    """2 x multiply-adds of every Conv2d and Linear for one 224x224 image."""
+def forward_flop(model: nn.Module, device: torch.device, size: int = 224) -> float:
+    """2 x multiply-adds of every Conv2d and Linear for one size x size image (224: the paper's)."""
     macs = 0
 
     def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
@@ -71,7 +72,7 @@ def forward_flop(model: nn.Module, device: torch.device) -> float:
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, 224, 224, device=device))
+            model.eval()(torch.zeros(1, 3, size, size, device=device))
     finally:
         for h in hooks:
             h.remove()

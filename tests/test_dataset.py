@@ -15,12 +15,12 @@ from PIL import Image
 from alexgui.config import DataConfig
 from alexgui.engine.data import dataset
 from alexgui.engine.data.dataset import (
-    Cancelled,
     DatasetError,
     ImageSet,
     prepare_dataset,
     scan_folder,
 )
+from alexgui.errors import Cancelled
 
 COLOURS = {"cats": (220, 30, 30), "dogs": (30, 220, 30), "owls": (30, 30, 220)}
 

@@ -14,9 +14,7 @@ from alexgui.engine.model import placement
 from alexgui.engine.model.networks import PaperAlexNet, TorchvisionAlexNet
 from alexgui.engine.model.placement import (
     PlacementError,
-    device_choices,
     device_stats,
-    parse_devices,
     place_model,
     take_tower_stats,
 )
@@ -45,38 +43,6 @@ def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
     F.cross_entropy(logits, y).backward()
     grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
     return logits.detach(), grads
-
-
-def test_parse_devices_accepts_one_or_two() -> None:
-    assert parse_devices("cpu") == [torch.device("cpu")]
-    assert parse_devices("cpu, cpu") == [torch.device("cpu"), torch.device("cpu")]
-
-
-@pytest.mark.parametrize(
-    ("spec", "words"),
-    [("cpu,cpu,cpu", "two joined by a comma"), ("tpu", "unknown device"), ("", "give one device"),
-     ("cpu,", "give one device"), ("meta", "unsupported device")],
-)  # fmt: skip
-def test_parse_devices_refuses_with_reason(spec: str, words: str) -> None:
-    with pytest.raises(PlacementError, match=words):
-        parse_devices(spec)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
-def test_parse_devices_names_missing_gpu() -> None:
-    with pytest.raises(PlacementError, match="no usable CUDA GPU"):
-        parse_devices("cuda:0,cuda:1")
-
-
-def test_device_choices_offer_two_towers_with_two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert device_choices() == [("CPU", "cpu")]
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"Fake GPU {i}")
-    choices = device_choices()
-    assert [value for _, value in choices] == ["cpu", "cuda:0", "cuda:1", "cuda:0,cuda:1"]
-    assert "one tower each" in choices[-1][0] and "Fake GPU 1" in choices[2][0]
 
 
 def test_split_model_matches_single_device_logits_and_gradients() -> None:

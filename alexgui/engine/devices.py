@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from alexgui.engine.errors import AlexguiError
+from alexgui.errors import AlexguiError
 
 TWO_TOWERS_LABEL = "Two GPUs, one tower each (GPU 0 + GPU 1, as in the paper)"
 _NAMES = "cpu, cuda, cuda:N" + (", mps" if hasattr(torch.backends, "mps") else "")
@@ -29,8 +29,8 @@ class DeviceError(AlexguiError, ValueError):
 
 
 class DeviceChoice(NamedTuple):
-    label: str  # what the app shows
     spec: str  # what parse_devices takes, and what --device takes
+    label: str  # what the app shows
 
 
 def mps_available() -> bool:
@@ -79,16 +79,16 @@ def _one_device(name: str, spec: str) -> torch.device:
 def device_choices() -> list[DeviceChoice]:
     """Each way this machine can train, best last: the CPU, each GPU, and with two or more CUDA GPUs
     the paper's "two GPUs, one tower each". A broken CUDA installation offers the CPU alone."""
-    choices = [DeviceChoice("CPU", "cpu")]
+    choices = [DeviceChoice("cpu", "CPU")]
     try:
         if torch.cuda.is_available():
             count = torch.cuda.device_count()
             for i in range(count):
-                choices.append(DeviceChoice(f"GPU {i}: {torch.cuda.get_device_name(i)}", f"cuda:{i}"))
+                choices.append(DeviceChoice(f"cuda:{i}", f"GPU {i}: {torch.cuda.get_device_name(i)}"))
             if count >= 2:
-                choices.append(DeviceChoice(TWO_TOWERS_LABEL, "cuda:0,cuda:1"))
+                choices.append(DeviceChoice("cuda:0,cuda:1", TWO_TOWERS_LABEL))
         if mps_available():
-            choices.append(DeviceChoice("Apple GPU (mps)", "mps"))
+            choices.append(DeviceChoice("mps", "Apple GPU (mps)"))
     except Exception:  # noqa: BLE001 - a broken driver must not keep the window or the command from starting
         pass
     return choices

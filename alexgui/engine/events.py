@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from alexgui.errors import AlexguiError
+
 
 @dataclass
 class Event:
@@ -146,8 +148,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 _TYPE_OF = {cls: name for name, cls in EVENT_TYPES.items()}
 
 
-class UnknownEvent(ValueError):
-    pass
+class UnknownEvent(AlexguiError, ValueError):
+    """A metrics-log line that is not an alexgui event (or lacks fields); the log reader reports it."""
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:

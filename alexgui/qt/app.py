@@ -38,10 +38,11 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui import __version__
+from alexgui.engine.devices import device_choices
 from alexgui.engine.events import Event, Failed, RunStarted
 from alexgui.paths import shipped
 from alexgui.qt.panels.log import LogPanel
-from alexgui.qt.panels.monitor import MonitorPanel, available_devices
+from alexgui.qt.panels.monitor import MonitorPanel
 from alexgui.qt.panels.runs import RunEntry, RunsPanel
 from alexgui.qt.plots import MetricPlots, run_color
 from alexgui.qt.session import (
@@ -125,7 +126,7 @@ class MainWindow(QMainWindow):
         self._close_after_stop = False
         self._restored = False
         self.last_error = ""
-        self.devices = devices if devices is not None else available_devices()
+        self.devices = list(devices) if devices is not None else device_choices()
 
         self.session = TrainSession(self.settings.runs_root, train_fn=train_fn, parent=self)
         self.session.run_started.connect(self._on_run_started)

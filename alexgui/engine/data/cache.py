@@ -34,6 +34,7 @@ from alexgui.engine.store.atomic import (
     atomic_write_text,
     remove_stale_temporaries,
 )
+from alexgui.errors import AlexguiError
 
 # Bump when decoding changes in a way that alters pixels (filter, crop, colour conversion).
 FORMAT_VERSION = 1
@@ -42,7 +43,7 @@ MAX_UNUSED_DAYS = 30
 MAX_TOTAL_BYTES = 40 * 10**9  # ImageNet's 1.28M training images at 256x256 take about 250 GB: that one is kept alone
 
 
-class CacheError(Exception):
+class CacheError(AlexguiError):
     """The cache cannot be written (no space, no permission); the message names the folder."""
 
 

@@ -29,16 +29,13 @@ from torch.utils.data import DataLoader, Dataset
 from alexgui.config import DataConfig
 from alexgui.engine.data.cache import CacheError, CacheWriter, DecodedCache, fingerprint
 from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.errors import AlexguiError, Cancelled
 
 ProgressFn = Callable[[str, int, int], None]
 
 
-class DatasetError(Exception):
+class DatasetError(AlexguiError):
     """A dataset folder that cannot be trained on; the message names the folder and the problem."""
-
-
-class Cancelled(Exception):
-    """The caller's stop event was set while preparing the data."""
 
 
 @dataclass

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from alexgui.engine.store.atomic import fsync_dir
+from alexgui.errors import AlexguiError
 
 VERSION = "demo-v1"
 SEED = 2012
@@ -43,7 +44,7 @@ ProgressFn = Callable[[int, int], None]  # (images written, images in total)
 Generator = Callable[[np.random.Generator, int], np.ndarray]
 
 
-class DemoError(Exception):
+class DemoError(AlexguiError):
     """The demo dataset folder exists but is not one this module finished writing."""
 
 

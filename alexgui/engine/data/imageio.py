@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from alexgui.errors import AlexguiError
+
 # Refuse images with more pixels than this before decoding them. Pillow's own hard limit is twice
 # its warning threshold (2 * 89,478,485); we use the same number so the two refusals agree, and
 # check it ourselves from the header so the message can say how big the image claims to be.
@@ -45,16 +47,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_open_lock_in_child)
 
 
-class ImageError(Exception):
+class ImageError(AlexguiError):
     """A file that cannot be used as an image; str() is "PATH: reason"."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(self.path, reason)
+        super().__init__(path, reason)
+        self.path: str = self.path or str(path)
 
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+    @property
+    def reason(self) -> str:
+        return self.problem
 
 
 def decode_image(path: str | os.PathLike[str]) -> Image.Image:

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from alexgui.errors import Cancelled
+
 ProgressFn = Callable[[int, int], None]  # (images done, images in total)
 
 TENSOR_KEYS = ("stats.mean_image", "stats.pca_eigvals", "stats.pca_eigvecs")
@@ -31,8 +33,8 @@ TENSOR_KEYS = ("stats.mean_image", "stats.pca_eigvals", "stats.pca_eigvecs")
 _CHUNK_IMAGES = 8
 
 
-class StatsStopped(Exception):
-    """compute_stats was asked to stop (the `stop` event was set) before it finished."""
+# compute_stats was asked to stop (the `stop` event was set) before it finished: the one Cancelled.
+StatsStopped = Cancelled
 
 
 class _StopFlag(Protocol):

@@ -13,11 +13,12 @@ from alexgui.config import RunConfig
 from alexgui.engine.experiments.definitions import Experiment, Variant
 from alexgui.engine.store.atomic import atomic_write_text
 from alexgui.engine.understand.kernels import tower_specificity
+from alexgui.errors import AlexguiError
 
 TOWER_HISTORY = "tower_colour.json"  # per towers run: conv1 colour specificity per tower over the steps
 
 
-class ExperimentError(Exception):
+class ExperimentError(AlexguiError):
     """Settings or an output folder an experiment cannot use; the message names the problem."""
 
 

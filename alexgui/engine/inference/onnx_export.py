@@ -50,6 +50,7 @@ from alexgui.engine.inference.onnx_format import (
     stat_tensors,
 )
 from alexgui.engine.store.atomic import atomic_target
+from alexgui.errors import AlexguiError
 
 if TYPE_CHECKING:
     from alexgui.engine.inference.predict import TorchPredictor
@@ -61,13 +62,8 @@ MAX_OPSET = 24  # the newest ai.onnx opset checked to export and run with this o
 Progress = Callable[[str], None]
 
 
-class ExportError(Exception):
-    """An export that cannot be done; str() names the file and the problem."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
+class ExportError(AlexguiError):
+    """An export that cannot be done: ExportError(path, problem); str() is "PATH: problem"."""
 
 
 class _LogitsAndFeatures(nn.Module):

@@ -69,12 +69,7 @@ _ORT_QUIET = 4
 
 
 class OnnxModelError(PredictorError):
-    """An ONNX file that cannot be used; str() is "PATH: problem"."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
+    """An ONNX file that cannot be used; OnnxModelError(path, problem), str() is "PATH: problem"."""
 
 
 

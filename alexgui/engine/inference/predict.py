@@ -44,6 +44,7 @@ from alexgui.engine.store.checkpoint import (
     split_prefix,
     weights_fingerprint,
 )
+from alexgui.errors import AlexguiError
 
 # Files a folder drop or a gallery folder contributes; explicitly named files are tried whatever
 # their suffix (and get a clear message when they are not images).
@@ -56,7 +57,7 @@ IMAGE_FILE_FILTER = f"Images ({' '.join('*' + s for s in sorted(IMAGE_SUFFIXES))
 Progress = Callable[[int, int], None]
 
 
-class PredictorError(Exception):
+class PredictorError(AlexguiError):
     """A model that cannot be loaded or used; the message names the file and the problem."""
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.inference.predict import IMAGE_SUFFIXES, Predictor, list_images
 from alexgui.engine.store.atomic import atomic_open, atomic_write_text
+from alexgui.errors import AlexguiError, Cancelled
 
 INDEX_FORMAT = "alexgui-index/1"
 INDEX_JSON = "index.json"
@@ -44,12 +45,8 @@ SEARCH_CHUNK = 32768
 Progress = Callable[[int, int], None]
 
 
-class RetrievalError(Exception):
+class RetrievalError(AlexguiError):
     """An index that cannot be built, read or searched; the message names the file and the problem."""
-
-
-class Cancelled(Exception):
-    """The user stopped an index build; nothing was written."""
 
 
 @dataclass

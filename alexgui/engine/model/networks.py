@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from alexgui.config import Activation, LrnFormula, ModelConfig, Pooling
 from alexgui.engine.model.lrn import LocalResponseNorm
+from alexgui.errors import AlexguiError
 
 # The paper says 224x224 input and 55x55 after conv1 (11x11, stride 4), which only works out for 227.
 # We keep 224 and pad conv1 by 2, as torchvision does: (224 + 2*2 - 11) // 4 + 1 = 55.
@@ -399,7 +400,7 @@ class TorchvisionAlexNet(AlexNetBase):
         return [self.features[_TV_CONV_INDEX[layer]].weight]
 
 
-class WeightsError(ValueError):
+class WeightsError(AlexguiError, ValueError):
     """A state_dict that does not fit the model; the message names the source and every problem."""
 
 

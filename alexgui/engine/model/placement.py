@@ -3,7 +3,7 @@
 The paper trained on two GTX 580s, one tower each; the towers exchange activations only where the
 paper connects them (into conv3, fc6, fc7 and fc8). `place_model(model, "cuda:0,cuda:1")` puts tower 0
 and fc8 (so also the loss) on the first device and tower 1 on the second. Any two devices work,
-including "cpu,cpu" and "cuda:0,cuda:0", so the two-tower path is testable on any machine: with two
+including "cpu,cpu" and "cuda:0,cuda:0" (engine/devices.py parses them), so the two-tower path is testable on any machine: with two
 slots the towers always get their own copy of every cross-tower input, whether or not the devices
 differ, exactly as they would on two GPUs.
 
@@ -30,63 +30,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from alexgui.engine.devices import DeviceError, describe_devices, parse_devices
 from alexgui.engine.model.networks import AlexNetBase, PaperAlexNet, Tap, Tower
 
 
-class PlacementError(ValueError):
-    """A device string or placement that cannot be used; the message says which and why."""
-
-
-# -- device strings -----------------------------------------------------------------------------
-
-
-def parse_devices(spec: str) -> list[torch.device]:
-    """"cpu", "cuda", "cuda:N" (one device) or two of them joined by a comma (one tower each).
-
-    Raises PlacementError for unknown names, more than two devices and GPUs this machine lacks.
-    """
-    parts = [p.strip() for p in str(spec).split(",")]
-    if not 1 <= len(parts) <= 2 or any(not p for p in parts):
-        raise PlacementError(
-            f"device {spec!r}: give one device (cpu, cuda, cuda:N) or two joined by a comma (cuda:0,cuda:1)"
-        )
-    return [_one_device(p, spec) for p in parts]
-
-
-def _one_device(name: str, spec: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise PlacementError(f"unknown device {name!r} in {spec!r}: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise PlacementError(
-                f"device {spec!r} asked for, but this machine has no usable CUDA GPU; use --device cpu"
-            )
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        if index >= torch.cuda.device_count():
-            raise PlacementError(f"device {spec!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
-        return torch.device("cuda", index)
-    if device.type != "cpu":
-        raise PlacementError(f"unsupported device {name!r} in {spec!r}: use cpu, cuda or cuda:N")
-    return device
-
-
-def device_choices() -> list[tuple[str, str]]:
-    """(label, device string) for each way this machine can train: CPU, each GPU, and with two or
-    more GPUs the paper's "two GPUs, one tower each". For a device picker in the app."""
-    choices = [("CPU", "cpu")]
-    if torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        for i in range(count):
-            choices.append((f"GPU {i}: {torch.cuda.get_device_name(i)}", f"cuda:{i}"))
-        if count >= 2:
-            choices.append(("Two GPUs, one tower each (GPU 0 + GPU 1, as in the paper)", "cuda:0,cuda:1"))
-    return choices
-
-
-def describe_devices(devices: Sequence[torch.device]) -> str:
-    return ",".join(str(d) for d in devices)
+class PlacementError(DeviceError):
+    """A placement that cannot be used (two devices for a single-tower model, three devices)."""
 
 
 # -- placing a model ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from alexgui.engine.store.atomic import atomic_open
+from alexgui.errors import AlexguiError, Cancelled
 from alexgui.paths import shipped
 
 REGISTRY_PATH = shipped("model_zoo/registry.json")
@@ -36,7 +37,7 @@ CHUNK = 1 << 20
 Progress = Callable[[int, int], None]  # (bytes done, bytes total; 0 when unknown)
 
 
-class ZooError(Exception):
+class ZooError(AlexguiError):
     """A registry, download or weights-file problem; the message says what to do."""
 
 
@@ -48,7 +49,7 @@ class ChecksumError(ZooError):
     """A file whose SHA-256 is not the registry's."""
 
 
-class DownloadCancelled(ZooError):
+class DownloadCancelled(ZooError, Cancelled):
     """The user stopped a download; nothing was written."""
 
 

@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 
 from alexgui.engine.store.atomic import atomic_open
+from alexgui.errors import AlexguiError
 
 META_KEY = "alexgui"
 FINGERPRINT_LENGTH = 16
@@ -52,7 +53,7 @@ _SAFETENSORS_DTYPE = {
 _MAX_HEADER = 100 * 1024 * 1024
 
 
-class CheckpointError(Exception):
+class CheckpointError(AlexguiError):
     """A checkpoint that cannot be written or read; str() names the file and the problem."""
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:

@@ -35,6 +35,7 @@ from alexgui.engine.store.atomic import (
     fsync_dir,
     remove_stale_temporaries,
 )
+from alexgui.errors import AlexguiError
 
 CONFIG_NAME = "config.toml"
 METRICS_NAME = "metrics.jsonl"
@@ -50,7 +51,7 @@ _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _CHUNK = 64 * 1024
 
 
-class RunDirError(Exception):
+class RunDirError(AlexguiError):
     """A run folder that cannot be created, opened or written; the message names the path."""
 
     def __init__(self, message: str, path: str | os.PathLike[str]) -> None:

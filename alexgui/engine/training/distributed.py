@@ -31,11 +31,12 @@ from torch import nn
 from alexgui.engine.data.dataset import ImageSet
 from alexgui.engine.events import Event
 from alexgui.engine.store.rundir import RunDir
+from alexgui.errors import AlexguiError
 
 _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(AlexguiError, RuntimeError):
     """Distributed training cannot start; the message says what is missing."""
 
 

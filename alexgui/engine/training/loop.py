@@ -26,14 +26,13 @@ import torch.nn.functional as F
 from alexgui import __version__
 from alexgui.config import RunConfig
 from alexgui.engine.data.dataset import (
-    Cancelled,
-    DatasetError,
     ImageSet,
     PreparedData,
     prepare_dataset,
 )
-from alexgui.engine.data.stats import DataStats, StatsStopped, compute_stats
+from alexgui.engine.data.stats import DataStats, compute_stats
 from alexgui.engine.data.transforms import Preprocess
+from alexgui.engine.devices import describe_devices, parse_devices
 from alexgui.engine.events import (
     CheckpointSaved,
     EpochDone,
@@ -50,17 +49,10 @@ from alexgui.engine.events import (
     Stopped,
 )
 from alexgui.engine.model.networks import CONV_LAYERS, AlexNetBase, build_model
-from alexgui.engine.model.placement import (
-    PlacementError,
-    describe_devices,
-    parse_devices,
-    place_model,
-    take_tower_stats,
-)
+from alexgui.engine.model.placement import place_model, take_tower_stats
 from alexgui.engine.store.atomic import atomic_write_text
 from alexgui.engine.store.checkpoint import (
     Checkpoint,
-    CheckpointError,
     load_checkpoint,
     save_checkpoint,
     split_prefix,
@@ -82,13 +74,14 @@ from alexgui.engine.training.distributed import (
 )
 from alexgui.engine.training.memory import reusing_freed_memory
 from alexgui.engine.training.schedule import PlateauSchedule
+from alexgui.errors import AlexguiError, Cancelled
 from alexgui.paths import cache_dir
 
 CHECKPOINT_FORMAT = "alexgui-checkpoint/1"
 T = TypeVar("T")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(AlexguiError, RuntimeError):
     """A problem that ends the run; the message is meant for the user."""
 
 
@@ -185,9 +178,9 @@ def _train_events(
     trainer = _Trainer(cfg, run, control, dist or SINGLE_PROCESS)
     try:
         yield from trainer.run(resume)
-    except (Cancelled, StatsStopped):
+    except Cancelled:
         yield trainer.emit(Stopped(trainer.step, trainer.epoch, checkpoint=trainer.last_saved))
-    except (TrainingError, DatasetError, CheckpointError) as e:  # their messages are written for the user
+    except AlexguiError as e:  # their messages are written for the user
         yield trainer.emit(Failed(trainer.step, trainer.epoch, message=str(e), checkpoint=trainer.last_saved))
     except torch.cuda.OutOfMemoryError:
         message = (
@@ -221,7 +214,7 @@ class _Trainer:
 
     def run(self, resume: bool) -> Generator[Event, None, None]:
         cfg = self.cfg
-        self.devices = _devices(rank_device_spec(cfg.train.device, self.dist.local_rank))
+        self.devices = parse_devices(rank_device_spec(cfg.train.device, self.dist.local_rank))
         device = self.devices[0]  # inputs, fc8 and the loss live on the first device
         self.device = device
         if device.type == "cuda":
@@ -375,10 +368,7 @@ class _Trainer:
 
     def _place(self, model: AlexNetBase) -> AlexNetBase:
         """Onto the device(s), in the memory format and compiled as the config asks."""
-        try:
-            model = place_model(model, self.devices)
-        except PlacementError as e:
-            raise TrainingError(str(e)) from None
+        model = place_model(model, self.devices)
         if self.cfg.train.channels_last and self.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         if self.cfg.train.compile:
@@ -711,14 +701,6 @@ def _prefetched(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     finally:
         finished.set()
         worker.join()
-
-
-def _devices(spec: str) -> list[torch.device]:
-    """One device, or two (the paper's towers, one on each); TrainingError for what cannot be used."""
-    try:
-        return parse_devices(spec)
-    except PlacementError as e:
-        raise TrainingError(str(e)) from None
 
 
 def _autocast(device: torch.device, bf16: bool) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui.config import RunConfig
+from alexgui.engine.devices import device_choices
 from alexgui.formatting import format_duration
 from alexgui.qt.session import RunHistory
 
@@ -78,23 +80,11 @@ PRESETS = (
 CUSTOM_NOTE = "Custom epochs, batch size or learning rate; momentum and weight decay as set below."
 
 
-def available_devices() -> list[tuple[str, str]]:
-    """(value, label) for the CPU and each CUDA GPU torch can see."""
-    devices = [("cpu", "CPU")]
-    try:
-        import torch
-
-        for i in range(torch.cuda.device_count()):
-            devices.append((f"cuda:{i}", f"GPU {i}: {torch.cuda.get_device_name(i)}"))
-    except Exception:  # noqa: BLE001 - a broken CUDA install must not keep the window from opening
-        pass
-    return devices
-
-
-def device_box(devices: list[tuple[str, str]] | None = None) -> QComboBox:
-    """A choice of training device: (value, label) pairs, or the devices found on this machine."""
+def device_box(devices: Sequence[tuple[str, str]] | None = None) -> QComboBox:
+    """A choice of training device: (device string, label) pairs, by default every choice this machine
+    offers (engine/devices.py), the paper's two-GPU split included when two GPUs are present."""
     box = QComboBox()
-    for value, label in devices if devices is not None else available_devices():
+    for value, label in devices if devices is not None else device_choices():
         box.addItem(label, value)
     return box
 

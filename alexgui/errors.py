@@ -1,4 +1,5 @@
-"""The one error family. Every error alexgui reports to its user derives from AlexguiError, so that a
+"""The one error family, at the bottom of the layers so that config.py, the engine, the command line and
+the window all share it. Every error alexgui reports to its user derives from AlexguiError, so that a
 front end can catch one type, show str(error) and carry on; a user stopping work raises Cancelled.
 
 AlexguiError(problem) or AlexguiError(path, problem): str() is "PATH: problem" when there is a file,
