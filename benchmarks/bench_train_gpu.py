@@ -40,7 +40,7 @@ from torch import nn
 from alexgui.config import RunConfig
 from alexgui.engine.devices import describe_devices, parse_devices
 from alexgui.engine.events import StepDone
-from alexgui.engine.model.networks import PaperAlexNet
+from alexgui.engine.model.paper import PaperAlexNet
 from alexgui.engine.model.placement import place_model
 from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.training.loop import train

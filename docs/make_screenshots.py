@@ -30,7 +30,8 @@ from PySide6.QtWidgets import QWidget  # noqa: E402
 
 from alexgui.commands import gui  # noqa: E402
 from alexgui.engine.data.demo import ensure_demo_dataset  # noqa: E402
-from alexgui.engine.model.networks import CONV_LAYERS, build_model  # noqa: E402
+from alexgui.engine.model.base import CONV_LAYERS
+from alexgui.engine.model.networks import build_model  # noqa: E402
 from alexgui.engine.store.rundir import RunDir  # noqa: E402
 from alexgui.paths import cache_dir  # noqa: E402
 from alexgui.qt.settings import AppSettings, open_settings  # noqa: E402

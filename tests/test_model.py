@@ -10,14 +10,14 @@ import torch.nn.functional as F
 import torchvision
 
 from alexgui.config import ModelConfig
-from alexgui.engine.model.networks import (
-    PaperAlexNet,
+from alexgui.engine.model.networks import build_model
+from alexgui.engine.model.paper import PaperAlexNet
+from alexgui.engine.model.summary import format_summary, summary_rows
+from alexgui.engine.model.torchvision_alexnet import (
     TorchvisionAlexNet,
     WeightsError,
-    build_model,
     load_torchvision_weights,
 )
-from alexgui.engine.model.summary import format_summary, summary_rows
 
 Acts = dict[str, torch.Tensor]
 

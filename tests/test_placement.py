@@ -11,13 +11,15 @@ import torch.nn.functional as F
 
 from alexgui.engine.events import StepDone
 from alexgui.engine.model import placement
-from alexgui.engine.model.networks import PaperAlexNet, TorchvisionAlexNet
+from alexgui.engine.model.paper import PaperAlexNet
 from alexgui.engine.model.placement import (
     PlacementError,
+    TwoTowerPlacement,
     device_stats,
     place_model,
     take_tower_stats,
 )
+from alexgui.engine.model.torchvision_alexnet import TorchvisionAlexNet
 from alexgui.engine.store.checkpoint import (
     load_checkpoint,
     save_checkpoint,
@@ -48,7 +50,8 @@ def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
 def test_split_model_matches_single_device_logits_and_gradients() -> None:
     single = paper()
     split = place_model(copy.deepcopy(single), "cpu,cpu")
-    assert split._features is not single._features  # the placed forward, not the original
+    assert isinstance(split.placement, TwoTowerPlacement)  # the placed forward, not the original
+    assert not isinstance(single.placement, TwoTowerPlacement)
     x = torch.randn(3, 3, SIZE, SIZE)
     y = torch.tensor([0, 3, 4])
     logits_a, grads_a = forward_backward(single, x, y)

@@ -18,7 +18,7 @@ from alexgui.engine.inference.predict import (
 )
 from alexgui.engine.inference.sources import load_predictor
 from alexgui.engine.model import zoo
-from alexgui.engine.model.networks import TorchvisionAlexNet
+from alexgui.engine.model.torchvision_alexnet import TorchvisionAlexNet
 from alexgui.engine.store.rundir import RunDir
 from tests.explore_helpers import (
     colour_image,

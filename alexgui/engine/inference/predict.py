@@ -30,11 +30,11 @@ from alexgui.config import ConfigError, ModelConfig, RunConfig
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.data.labels import true_class
 from alexgui.engine.data.transforms import Preprocess
-from alexgui.engine.model.networks import (
-    AlexNetBase,
+from alexgui.engine.model.base import AlexNetBase
+from alexgui.engine.model.networks import build_model
+from alexgui.engine.model.torchvision_alexnet import (
     TorchvisionAlexNet,
     WeightsError,
-    build_model,
     load_torchvision_weights,
 )
 from alexgui.engine.store.checkpoint import (

@@ -22,7 +22,6 @@ once per step; with two distinct GPUs these are the bytes that crossed the inter
 from __future__ import annotations
 
 import time
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from alexgui.engine.devices import DeviceError, describe_devices, parse_devices
-from alexgui.engine.model.networks import AlexNetBase, PaperAlexNet, Tap, Tower
+from alexgui.engine.model.base import AlexNetBase
+from alexgui.engine.model.paper import PaperAlexNet, Tower, TowerExchange
 
 
 class PlacementError(DeviceError):
@@ -86,49 +86,37 @@ class TowerStats:
         return out
 
 
-@dataclass
-class TwoTowerPlacement:
-    """Attached to a placed PaperAlexNet as `model.placement`."""
+class TwoTowerPlacement(TowerExchange):
+    """The two towers on their own devices: PaperAlexNet's placement strategy after place_model.
 
-    devices: tuple[torch.device, torch.device]
-    stats: TowerStats = field(default_factory=TowerStats)
+    Each stage is issued for tower 0 then tower 1 before anything waits, each tower gets its own copy
+    of every cross-tower input (also when both devices are the same, as on two GPUs), and `stats`
+    counts the forward time of each tower and the bytes that pass between them."""
 
-    def exchange(self, h0: Tensor, h1: Tensor, slots: int = 2) -> list[Tensor]:
-        """Both towers' outputs, tower 0 first, as the input of each of the first `slots` towers, each on
-        its own device; counts what passes from one tower to the other."""
+    def __init__(self, devices: tuple[torch.device, torch.device]) -> None:
+        self.placed_on = devices
+        self.stats = TowerStats()
+
+    def devices(self, model: PaperAlexNet) -> tuple[torch.device, torch.device]:
+        return self.placed_on
+
+    def inputs(self, x: Tensor, d0: torch.device, d1: torch.device) -> tuple[Tensor, Tensor]:
+        x1 = x.to(d1, non_blocking=True)  # issued first, so tower 1's copy runs while tower 0 starts
+        if x1.data_ptr() != x.data_ptr():
+            self.stats.cross_bytes += x.nelement() * x.element_size()
+        return x.to(d0, non_blocking=True), x1
+
+    def run(self, tower: int, device: torch.device, stage: Callable[..., Tensor], *args: Any) -> Tensor:
+        return self.stats.timed(tower, device, stage, *args)
+
+    def exchange(self, h0: Tensor, h1: Tensor, d0: torch.device, d1: torch.device, slots: int = 2) -> list[Tensor]:
         out = []
-        for k in range(slots):
-            device = self.devices[k]
+        for k, device in enumerate((d0, d1)[:slots]):
             other = h1 if k == 0 else h0
             # Forward sends the other tower's activation; backward sends its gradient back.
             self.stats.cross_bytes += other.nelement() * other.element_size() * (2 if other.requires_grad else 1)
             out.append(torch.cat([h0.to(device, non_blocking=True), h1.to(device, non_blocking=True)], dim=1))
         return out
-
-
-def _two_device_features(self: PaperAlexNet, x: Tensor, taps: Sequence[Tap]) -> Tensor:
-    """PaperAlexNet._features for two placed towers: each stage is issued for tower 0 then tower 1
-    before anything waits, and only the paper's connections carry data between them."""
-    placement: TwoTowerPlacement = self.placement
-    stats = placement.stats
-    t0, t1 = self.towers
-    d0, d1 = placement.devices
-    tap0, tap1 = taps
-    x1 = x.to(d1, non_blocking=True)  # issued first, so tower 1's copy runs while tower 0 starts
-    if x1.data_ptr() != x.data_ptr():
-        stats.cross_bytes += x.nelement() * x.element_size()
-    h0 = stats.timed(0, d0, t0.conv1_to_pool2, x.to(d0, non_blocking=True), tap0)
-    h1 = stats.timed(1, d1, t1.conv1_to_pool2, x1, tap1)
-    in0, in1 = placement.exchange(h0, h1)
-    h0 = stats.timed(0, d0, t0.conv3_to_pool5, in0, tap0)
-    h1 = stats.timed(1, d1, t1.conv3_to_pool5, in1, tap1)
-    in0, in1 = placement.exchange(h0, h1)
-    h0 = stats.timed(0, d0, t0.fc6_stage, in0, tap0)
-    h1 = stats.timed(1, d1, t1.fc6_stage, in1, tap1)
-    in0, in1 = placement.exchange(h0, h1)
-    h0 = stats.timed(0, d0, t0.fc7_stage, in0, tap0)
-    h1 = stats.timed(1, d1, t1.fc7_stage, in1, tap1)
-    return placement.exchange(h0, h1, slots=1)[0]  # into fc8, which lives on the first device
 
 
 def place_model(model: AlexNetBase, devices: str | Sequence[torch.device]) -> AlexNetBase:
@@ -156,9 +144,7 @@ def place_model(model: AlexNetBase, devices: str | Sequence[torch.device]) -> Al
     tower0.to(d0)
     tower1.to(d1)
     model.fc8.to(d0)
-    # Stored in the instance dict (not a Module), so state_dict() keys stay towers.0.*, towers.1.*, fc8.*
     model.placement = TwoTowerPlacement((d0, d1))
-    model._features = types.MethodType(_two_device_features, model)  # type: ignore[method-assign]
     return model
 
 
@@ -166,7 +152,7 @@ def model_devices(model: nn.Module) -> list[torch.device]:
     """The devices a placed model occupies, the first one (inputs, fc8, loss) first."""
     placement = getattr(model, "placement", None)
     if isinstance(placement, TwoTowerPlacement):
-        return list(placement.devices)
+        return list(placement.placed_on)
     return [next(model.parameters()).device]
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from alexgui.engine.model.networks import INPUT_SIZE, AlexNetBase
+from alexgui.engine.model.base import INPUT_SIZE, AlexNetBase
 
 
 class SummaryRow(NamedTuple):

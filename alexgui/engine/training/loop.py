@@ -48,7 +48,8 @@ from alexgui.engine.events import (
     StepDone,
     Stopped,
 )
-from alexgui.engine.model.networks import CONV_LAYERS, AlexNetBase, build_model
+from alexgui.engine.model.base import CONV_LAYERS, AlexNetBase
+from alexgui.engine.model.networks import build_model
 from alexgui.engine.model.placement import place_model, take_tower_stats
 from alexgui.engine.store.atomic import atomic_write_text
 from alexgui.engine.store.checkpoint import (

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from alexgui.engine.model.networks import CONV_LAYERS
+from alexgui.engine.model.base import CONV_LAYERS
 from alexgui.engine.store.atomic import atomic_target
 from alexgui.engine.understand import kernels as F
 
