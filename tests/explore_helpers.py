@@ -15,7 +15,7 @@ from alexgui.engine.data.transforms import Preprocess
 from alexgui.engine.inference.predict import Predictor, TorchPredictor
 from alexgui.engine.model.networks import build_model
 from alexgui.engine.store.checkpoint import save_checkpoint
-from alexgui.engine.training.loop import CHECKPOINT_FORMAT
+from alexgui.engine.training.checkpoints import CHECKPOINT_FORMAT
 
 COLOURS = {"red": (210, 40, 40), "blue": (40, 60, 210)}
 

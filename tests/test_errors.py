@@ -19,7 +19,7 @@ from alexgui.engine.model.placement import PlacementError
 from alexgui.engine.model.zoo import DownloadCancelled, OfflineError, ZooError
 from alexgui.engine.store.checkpoint import CheckpointError
 from alexgui.engine.store.rundir import RunDirError
-from alexgui.engine.training.loop import TrainingError
+from alexgui.engine.training.control import TrainingError
 from alexgui.errors import AlexguiError, Cancelled
 
 

@@ -37,7 +37,7 @@ from alexgui.engine.inference.predict import (
 from alexgui.engine.inference.sources import load_predictor
 from alexgui.engine.model.networks import build_model
 from alexgui.engine.store.checkpoint import save_checkpoint, weights_fingerprint
-from alexgui.engine.training.loop import CHECKPOINT_FORMAT
+from alexgui.engine.training.checkpoints import CHECKPOINT_FORMAT
 
 CLASS_NAMES = ["apple", "bicycle", "cloud", "daisy", "eagle", "fern", "guitar", "harbour", "igloo", "jaguar"]
 REPO = Path(__file__).resolve().parents[1]

@@ -181,7 +181,7 @@ def test_prefetched_batches_keep_order_errors_and_stop_cleanly() -> None:
     import itertools
     import threading
 
-    from alexgui.engine.training.loop import _prefetched
+    from alexgui.engine.training.background import prefetched as _prefetched
 
     assert list(_prefetched(iter(range(7)), depth=2)) == list(range(7))
     endless = _prefetched(itertools.count(), depth=2)

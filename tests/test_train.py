@@ -24,7 +24,9 @@ from alexgui.engine.events import (
 from alexgui.engine.store.checkpoint import load_checkpoint, split_prefix
 from alexgui.engine.store.rundir import RunDir, read_events
 from alexgui.engine.training import loop as train_module
-from alexgui.engine.training.loop import TrainControl, accuracy, train
+from alexgui.engine.training.control import TrainControl
+from alexgui.engine.training.evaluation import accuracy
+from alexgui.engine.training.loop import train
 from alexgui.engine.training.schedule import PlateauSchedule
 from tests.helpers import make_dataset, tiny_config
 

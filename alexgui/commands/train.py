@@ -147,7 +147,8 @@ def _run_distributed(args: argparse.Namespace, cfg: RunConfig, opened: RunDir | 
 def _train(cfg: RunConfig, run_dir: RunDir, resume: bool, ctx: DistContext | None) -> int:
     from alexgui.commands.progress import TrainPrinter
     from alexgui.engine.events import Failed
-    from alexgui.engine.training.loop import TrainControl, train
+    from alexgui.engine.training.control import TrainControl
+    from alexgui.engine.training.loop import train
 
     control = TrainControl()
     main = ctx is None or ctx.is_main

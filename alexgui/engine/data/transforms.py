@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 import torch
@@ -316,6 +316,15 @@ class Preprocess(nn.Module):
                 crops.append(self._crops(u8, top, left, torch.full((b,), flipped, device=dev)))
         return torch.stack(crops)
 
+    def test_batch(self, u8: Tensor, ten_crop: bool) -> tuple[Tensor, int]:
+        """The network's test-time input and the number of crops per image: the centre crop (B, 3, c, c)
+        and 1, or the ten crops stacked crop-major (10*B, 3, c, c) and 10. Whatever comes out of the
+        network for it goes through mean_over_crops, so every caller averages the same way."""
+        if not ten_crop:
+            return self.center_batch(u8), 1
+        crops = self.ten_crop_batch(u8)
+        return crops.flatten(0, 1), crops.shape[0]
+
     def preprocess_image_u8(self, u8_hwc: np.ndarray) -> Tensor:
         """One decoded image (H, W, 3) uint8, as load_256 returns it -> (1, 3, crop, crop) centre crop,
         on this module's device."""
@@ -362,3 +371,14 @@ class Preprocess(nn.Module):
             x.add_(noise[:, :, None])
         x.mul_(self.scale.reshape(1, 3, 1))
         return x.reshape(b, 3, c, c)
+
+
+ArrayT = TypeVar("ArrayT", Tensor, np.ndarray)
+
+
+def mean_over_crops(values: ArrayT, crops: int) -> ArrayT:
+    """(crops*B, ...) rows of a test_batch's outputs (softmax probabilities, features) -> (B, ...), the
+    mean over each image's crops: the paper averages the softmax over its ten patches."""
+    if crops == 1:
+        return values
+    return values.reshape(crops, -1, *values.shape[1:]).mean(0)

@@ -187,7 +187,8 @@ def _train_one(
     resume: bool,
     stop: threading.Event,
 ) -> Generator[Update, None, RunEnds]:
-    from alexgui.engine.training.loop import TrainControl, train
+    from alexgui.engine.training.control import TrainControl
+    from alexgui.engine.training.loop import train
 
     cfg = RunConfig.from_dict(run.cfg.to_dict())  # train() fills in num_classes: keep the plan clean
     history = TowerHistory(run.path / TOWER_HISTORY) if experiment.kind == "towers" else None

@@ -33,7 +33,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from alexgui.engine.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from alexgui.engine.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocess,
+    mean_over_crops,
+)
 from alexgui.engine.inference.onnx_format import (
     DEFAULT_CROP,
     DEFAULT_RESIZE,
@@ -361,19 +366,12 @@ class OnnxPredictor(Predictor):
         if batch.ndim == 3:
             batch = batch.unsqueeze(0)
         with torch.inference_mode():
-            if ten_crop:
-                crops = self.preprocess.ten_crop_batch(batch)  # (10, B, 3, c, c)
-                n, b = crops.shape[:2]
-                x = crops.reshape(n * b, *crops.shape[2:])
-            else:
-                n, b = 1, batch.shape[0]
-                x = self.preprocess.center_batch(batch)
+            x, crops = self.preprocess.test_batch(batch, ten_crop)
         logits, features = self._run(x.numpy())
         probs = torch.softmax(torch.from_numpy(logits).float(), dim=1).numpy()
         feats = features if features is not None else np.zeros((logits.shape[0], 0), np.float32)
-        # The paper averages the softmax over the ten patches; features likewise (as TorchPredictor).
-        probs = probs.reshape(n, b, -1).mean(0)
-        feats = feats.reshape(n, b, -1).mean(0)
+        # The paper averages the softmax over the ten patches; the features likewise (as TorchPredictor).
+        probs, feats = mean_over_crops(probs, crops), mean_over_crops(feats, crops)
         return probs.astype(np.float32), feats.astype(np.float32)
 
     def run_preprocessed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

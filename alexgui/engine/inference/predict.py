@@ -29,7 +29,7 @@ import torch
 from alexgui.config import ConfigError, ModelConfig, RunConfig
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.data.labels import true_class
-from alexgui.engine.data.transforms import Preprocess
+from alexgui.engine.data.transforms import Preprocess, mean_over_crops
 from alexgui.engine.model.base import AlexNetBase
 from alexgui.engine.model.networks import build_model
 from alexgui.engine.model.torchvision_alexnet import (
@@ -222,17 +222,11 @@ class TorchPredictor(Predictor):
         if batch.ndim == 3:
             batch = batch.unsqueeze(0)
         with self._lock:
-            if ten_crop:
-                crops = self.preprocess.ten_crop_batch(batch)  # (10, B, 3, c, c)
-                n, b = crops.shape[:2]
-                feats = self.model.forward_features(crops.reshape(n * b, *crops.shape[2:]))
-                probs = torch.softmax(self.model.forward_head(feats).float(), dim=1)
-                # The paper averages the softmax over the ten patches; features likewise.
-                probs = probs.reshape(n, b, -1).mean(0)
-                feats = feats.reshape(n, b, -1).mean(0)
-            else:
-                feats = self.model.forward_features(self.preprocess.center_batch(batch))
-                probs = torch.softmax(self.model.forward_head(feats).float(), dim=1)
+            x, crops = self.preprocess.test_batch(batch, ten_crop)
+            feats = self.model.forward_features(x)
+            probs = torch.softmax(self.model.forward_head(feats).float(), dim=1)
+            # The paper averages the softmax over the ten patches; the features likewise.
+            probs, feats = mean_over_crops(probs, crops), mean_over_crops(feats, crops)
         return probs.cpu().numpy().astype(np.float32), feats.float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
