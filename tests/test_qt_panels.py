@@ -13,11 +13,15 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QImage  # noqa: E402
-from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget  # noqa: E402
 
+from alexgui.engine.inference.predict import PredictorError  # noqa: E402
+from alexgui.engine.inference.sources import load_predictor  # noqa: E402
 from alexgui.engine.model import zoo  # noqa: E402
 from alexgui.qt import job_progress  # noqa: E402
-from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser  # noqa: E402
+from alexgui.qt.job_mixin import JobMixin  # noqa: E402
+from alexgui.qt.panels import classify  # noqa: E402
+from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser, weights_not_here  # noqa: E402
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel  # noqa: E402
 from alexgui.qt.panels.filters import FiltersPanel  # noqa: E402
 from alexgui.qt.panels.retrieval import RetrievalPanel  # noqa: E402
@@ -188,6 +192,57 @@ def test_model_chooser_offline_message(qtbot, tmp_path: Path, monkeypatch: pytes
     assert zoo.default_entry().url in message and str(tmp_path / "hub") in message
     qtbot.waitUntil(lambda: not chooser.is_loading(), timeout=WAIT_MS)
     assert chooser.predictor is None and "not on this computer" in chooser.label.text()
+    # The chooser offers the download by the error's type, not its wording: the engine keeps the
+    # zoo's OfflineError as the cause of the PredictorError it raises.
+    with pytest.raises(PredictorError) as raised:
+        load_predictor("torchvision")
+    assert weights_not_here(raised.value)
+    assert not weights_not_here(PredictorError("model.pth: the weights file is not on this computer"))
+
+
+def _offline_then_downloaded(calls: list[bool]):  # type: ignore[no-untyped-def]
+    """A load_predictor whose weights are missing until a download is allowed."""
+
+    def fake_load_predictor(spec, progress=None, stop=None, allow_download=False):  # type: ignore[no-untyped-def]
+        calls.append(allow_download)
+        if not allow_download:
+            try:
+                raise zoo.OfflineError(zoo.offline_help(zoo.default_entry(), "downloading was not requested"))
+            except zoo.OfflineError as e:
+                raise PredictorError(str(e)) from e
+        progress(122_000_000, 244_000_000)
+        return MeanColourPredictor()
+
+    return fake_load_predictor
+
+
+@pytest.mark.parametrize("job_ended_before_the_answer", [True, False])
+def test_yes_to_the_download_question_starts_the_download(  # type: ignore[no-untyped-def]
+    qtbot, monkeypatch: pytest.MonkeyPatch, job_ended_before_the_answer: bool
+) -> None:
+    """Issue #19: the question runs its own event loop, so the loading job may end while it is open;
+    answering Yes must start the download either way."""
+    calls: list[bool] = []
+    monkeypatch.setattr(classify, "load_predictor", _offline_then_downloaded(calls))
+    chooser = ModelChooser()
+    qtbot.addWidget(chooser)
+    chooser.show()  # the chooser asks only when it is on screen
+    asked: list[str] = []
+
+    def question(parent, title, text):  # type: ignore[no-untyped-def]
+        asked.append(text)
+        if job_ended_before_the_answer:  # the user reads the question while the job ends
+            qtbot.waitUntil(lambda: not chooser.is_loading(), timeout=WAIT_MS)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: pytest.fail(f"unexpected warning {args}"))
+    with qtbot.waitSignal(chooser.predictorChanged, timeout=WAIT_MS):
+        chooser.load("torchvision")
+    assert calls == [False, True]
+    assert len(asked) == 1 and "is not on this computer" in asked[0]
+    qtbot.waitUntil(lambda: not chooser.is_loading(), timeout=WAIT_MS)
+    assert isinstance(chooser.predictor, MeanColourPredictor)
 
 
 # ---- filters ----------------------------------------------------------------------------------
@@ -324,10 +379,13 @@ def test_job_reports_failures_and_stops(qtbot) -> None:  # type: ignore[no-untyp
         raise ValueError("broken input.png: bad")
 
     job = Job(boom)
+    errors: list[BaseException] = []
+    job.errored.connect(errors.append)
     with qtbot.waitSignal(job.done, timeout=WAIT_MS):
         with qtbot.waitSignal(job.failed, timeout=WAIT_MS) as failed:
             job.start()
     assert failed.args == ["broken input.png: bad"]
+    assert len(errors) == 1 and type(errors[0]) is ValueError  # the exception itself, for its type
 
     def endless(stop, progress):  # type: ignore[no-untyped-def]
         i = 0
@@ -346,6 +404,34 @@ def test_job_reports_failures_and_stops(qtbot) -> None:  # type: ignore[no-untyp
         job2.cancel()
     assert done.args == [True] and not job2.is_running()
 
+
+
+def test_a_panel_runs_one_job_at_a_time_and_stops_it_when_closed(qtbot) -> None:  # type: ignore[no-untyped-def]
+    class Panel(JobMixin, QWidget):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ended: list[bool] = []
+
+        def job_done(self, cancelled: bool) -> None:
+            self.ended.append(cancelled)
+
+    def endless(stop, progress):  # type: ignore[no-untyped-def]
+        while not stop.is_set():
+            yield 1
+            time.sleep(0.005)
+
+    panel = Panel()
+    qtbot.addWidget(panel)
+    panel.show()
+    ran: list[str] = []
+    panel.after_job(lambda: ran.append("at once"))  # idle: runs now
+    panel.new_job(endless).start()
+    assert panel.is_busy() and ran == ["at once"]
+    with pytest.raises(RuntimeError, match="one job at a time"):
+        panel.new_job(endless)
+    panel.after_job(lambda: ran.append("after the job"))
+    panel.close()  # closeEvent: cancel, wait for the thread; a closing panel starts nothing new
+    assert not panel.is_busy() and panel.ended == [True] and ran == ["at once"]
 
 def test_filter_grid_shows_the_change_since_the_first_snapshot(qtbot) -> None:  # type: ignore[no-untyped-def]
     panel = FiltersPanel()

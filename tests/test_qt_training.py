@@ -156,9 +156,13 @@ def test_an_exception_in_the_engine_is_caught_and_shown(qtbot, qt_settings, tmp_
 
 
 def test_events_reach_the_gui_in_batches_not_one_signal_per_step(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import QThread
+
     release = threading.Event()
+    thread_names: list[str] = []
 
     def fast_train(cfg, run, control, resume):
+        thread_names.append(QThread.currentThread().objectName())
         for i in range(1, 501):
             yield StepDone(i, 0, batch=i, batches=500, loss=1.0, top1_err=0.5, top5_err=0.2, lr=0.01, images_per_s=1e4)
         release.wait(5)
@@ -167,10 +171,12 @@ def test_events_reach_the_gui_in_batches_not_one_signal_per_step(qtbot, tmp_path
     session = TrainSession(tmp_path / "runs", train_fn=fast_train)
     batches: list[int] = []
     session.events.connect(lambda evs: batches.append(len(evs)))
-    with qtbot.waitSignal(session.finished, timeout=10_000):
-        session.start(RunConfig())
+    with qtbot.waitSignal(session.finished, timeout=10_000) as done:
+        run = session.start(RunConfig())
         qtbot.waitUntil(lambda: sum(batches) >= 500, timeout=5_000)
         release.set()
+    assert done.args == ["finished"] and not session.is_running
+    assert thread_names == [f"alexgui-train-{run.name}"]  # named, for debuggers and the leak check
     assert sum(batches) == 501
     assert len(batches) < 20  # a handful of redraws, not 500
     assert np.all(np.asarray(batches) > 0)

@@ -2,7 +2,7 @@
 
 The dialog is a view over engine.onnx_export.export_and_check (the same function `alexgui export`
 runs): choose the model, the output file, float16 and the opset, optionally a folder of real images
-for the parity check; the export runs as a workers.Job with its progress shown, and the parity report
+for the parity check; the export runs as a background job with its progress shown, and the parity report
 (also saved as FILE.parity.json) is shown when it is done. Errors are shown in the dialog, which
 stays usable. `exported` carries the engine's ExportResult for whoever wants to open the model.
 """
@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from alexgui.qt.workers import Job
+from alexgui.qt.job_mixin import JobMixin
 
 # Kept here (not imported from the engine) so opening the dialog does not import torch and onnx;
 # the engine checks the range again.
@@ -76,7 +76,7 @@ def run_export(
     return result
 
 
-class ExportDialog(QDialog):
+class ExportDialog(JobMixin, QDialog):
     """Export a model to ONNX; `model` pre-fills the source (a checkpoint, run folder or 'torchvision')."""
 
     exported = Signal(object)  # engine.onnx_export.ExportResult
@@ -85,7 +85,6 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Export to ONNX")
         self._export_fn = export_fn
-        self._job: Job | None = None
         self._close_when_done = False
         self.result: Any = None
 
@@ -176,12 +175,12 @@ class ExportDialog(QDialog):
     # ---- running --------------------------------------------------------------------------------
 
     def is_running(self) -> bool:
-        return self._job is not None and self._job.is_running()
+        return self.is_busy()
 
     @Slot()
     def start_export(self) -> None:
         model, out = self.model_edit.text().strip(), self.out_edit.text().strip()
-        if not model or not out:
+        if not model or not out or self.is_busy():
             return
         if not out.lower().endswith(".onnx"):
             out += ".onnx"
@@ -190,13 +189,11 @@ class ExportDialog(QDialog):
         self.report_view.clear()
         self.progress_bar.setValue(0)
         self._set_status(f"Exporting {model} to {out}…")
-        job = Job(self._export_fn, model, out, self.fp16_box.isChecked(), self.opset_spin.value(),
-                  self.images_edit.text().strip() or None, parent=self)
+        job = self.new_job(self._export_fn, model, out, self.fp16_box.isChecked(), self.opset_spin.value(),
+                           self.images_edit.text().strip() or None)
         job.progress.connect(self._on_progress)
         job.yielded.connect(self._on_result)
         job.failed.connect(self._on_failed)
-        job.done.connect(self._on_done)
-        self._job = job
         self._set_inputs_enabled(False)
         job.start()
 
@@ -221,9 +218,7 @@ class ExportDialog(QDialog):
         self._set_status(f"Export failed: {message}")
         self.report_view.setPlainText(message)
 
-    @Slot(bool)
-    def _on_done(self, cancelled: bool) -> None:
-        self._job = None
+    def job_done(self, cancelled: bool) -> None:
         self._set_inputs_enabled(True)
         if cancelled and self.result is None:
             self._set_status("Export cancelled.")
@@ -249,10 +244,10 @@ class ExportDialog(QDialog):
         The exporter cannot be interrupted mid-trace, so the job stops after its current step rather
         than leave a thread writing a file behind a closed window.
         """
-        if not self.is_running() or self._job is None:
+        if not self.is_busy():
             return False
         self._close_when_done = True
-        self._job.cancel()
+        self.cancel()
         self._set_status("Stopping after the current step…")
         return True
 

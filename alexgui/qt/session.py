@@ -1,43 +1,33 @@
 """Training and watching runs from the desktop app.
 
-`RunHistory` is a plain model of one run's metrics, rebuilt from its events (the same events whether
-they come from a training thread or from a run directory's metrics.jsonl). `TrainSession` lives in
-the GUI thread and owns a QThread on which a `TrainWorker` drives the engine's event generator; the
-worker only appends events to a queue, and the session hands them to the GUI in one batch a second
-(DRAIN_MS), so that drawing takes little from training. `RunWatcher` follows a run directory written by another
-process (`alexgui train`, maybe on another machine and a shared disk).
+`TrainSession` lives in the GUI thread and runs the engine's event generator as a workers.Job (the
+app's one worker family) on a thread of its own; the job queues the events, and the session hands
+them to the GUI in one batch a second (DRAIN_MS), so that drawing takes little from training.
+`RunWatcher` follows a run directory written by another process (`alexgui train`, maybe on another
+machine and a shared disk). Both feed a `RunHistory` (alexgui.engine.training.history, Qt-free),
+which is re-exported here for the window's views.
 """
 
 from __future__ import annotations
 
-import collections
-import math
 import re
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from alexgui.config import RunConfig
-from alexgui.engine.events import (
-    CheckpointSaved,
-    EpochDone,
-    Event,
-    Failed,
-    Finished,
-    LrDropped,
-    Paused,
-    PreflightReport,
-    Progress,
-    Resumed,
-    RunStarted,
-    StepDone,
-    Stopped,
-)
+from alexgui.engine.events import Event, Failed, Finished, Paused, Resumed, Stopped
+from alexgui.engine.training.history import RunHistory  # noqa: F401 - re-exported: the views import it from here
+from alexgui.qt.workers import Job
+
+if TYPE_CHECKING:  # for the hints only: as before, the session imports them where it uses them
+    from alexgui.engine.store.rundir import MetricsFollower, RunDir
+    from alexgui.engine.training.control import TrainControl
 
 TERMINAL = (Finished, Stopped, Failed)
 # How often the GUI takes the worker's events (and so redraws the curves): once a second still reads
@@ -45,233 +35,6 @@ TERMINAL = (Finished, Stopped, Failed)
 # repainted at every point, the GUI thread took about 5% of a core; benchmarks/README.md).
 DRAIN_MS = 1000
 WATCH_POLL_MS = 1000
-
-
-# -- the model of a run -----------------------------------------------------------------------
-
-
-class _Column:
-    """A float64 array that grows by doubling, so plots get a view without copying lists."""
-
-    def __init__(self) -> None:
-        self._data = np.empty(256, dtype=np.float64)
-        self._n = 0
-
-    def append(self, value: float | None) -> None:
-        if self._n == len(self._data):
-            self._data = np.concatenate([self._data, np.empty_like(self._data)])
-        self._data[self._n] = math.nan if value is None else value
-        self._n += 1
-
-    def truncate(self, n: int) -> None:
-        self._n = min(self._n, n)
-
-    @property
-    def values(self) -> np.ndarray:
-        return self._data[: self._n]
-
-    def __len__(self) -> int:
-        return self._n
-
-
-class _Ema:
-    """Exponential moving average with the start-up bias removed (as TensorBoard's smoothing)."""
-
-    def __init__(self, smoothing: float) -> None:
-        self.smoothing = smoothing
-        self._value = 0.0
-        self._weight = 0.0
-
-    def update(self, x: float) -> float:
-        if not math.isfinite(x):
-            return self.value
-        self._value = self.smoothing * self._value + (1 - self.smoothing) * x
-        self._weight = self.smoothing * self._weight + (1 - self.smoothing)
-        return self.value
-
-    @property
-    def value(self) -> float:
-        return self._value / self._weight if self._weight else math.nan
-
-
-STEP_COLUMNS = ("step", "time", "loss", "loss_smooth", "top1", "top5", "top1_smooth", "top5_smooth", "lr", "ips", "ips_smooth")
-EPOCH_COLUMNS = ("step", "epoch", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
-
-
-class RunHistory:
-    """Everything the monitor shows about one run. Plain Python: no Qt, easy to test.
-
-    `version` changes whenever something was added, `data_version` only when the curves changed, so
-    the plots redraw only when there is something new to draw.
-    """
-
-    def __init__(self, name: str, smoothing: float = 0.9) -> None:
-        self.name = name
-        self.smoothing = smoothing
-        self.version = 0
-        self.data_version = 0
-        self.steps = {c: _Column() for c in STEP_COLUMNS}
-        self.epochs = {c: _Column() for c in EPOCH_COLUMNS}
-        self.started: RunStarted | None = None
-        self.state = "new"  # new, preparing, running, paused, finished, stopped, failed
-        self.message = ""  # the failure message, or why the run ended
-        self.progress: Progress | None = None
-        self.last_step: StepDone | None = None
-        self.last_epoch: EpochDone | None = None
-        self.last_event_time: float | None = None
-        self.lr_drops: list[LrDropped] = []
-        self.checkpoints: list[CheckpointSaved] = []
-        self.skipped: list[dict[str, str]] = []
-        self.max_steps = 0  # known for runs trained here; 0 = unknown or unlimited
-        self._reset_smoothing()
-        self._step_seconds = _Ema(0.8)
-        self._epoch_overhead = 0.0  # validation and checkpoint time at an epoch's end
-        self._previous_step_time: float | None = None
-
-    def _reset_smoothing(self) -> None:
-        self._ema = {k: _Ema(self.smoothing) for k in ("loss", "top1", "top5", "ips")}
-
-    # -- feeding ----------------------------------------------------------------------------
-
-    def add(self, events: Iterable[Event]) -> None:
-        curves_changed = False
-        for ev in events:
-            self._add(ev)
-            self.last_event_time = ev.time
-            curves_changed = curves_changed or isinstance(ev, (StepDone, EpochDone)) or (
-                isinstance(ev, RunStarted) and ev.resumed
-            )
-        self.version += 1
-        if curves_changed:
-            self.data_version += 1
-
-    def _add(self, ev: Event) -> None:
-        if isinstance(ev, StepDone):
-            self._add_step(ev)
-        elif isinstance(ev, EpochDone):
-            self._add_epoch(ev)
-        elif isinstance(ev, RunStarted):
-            if ev.resumed:
-                self._forget_after(ev.step)
-            self.started = ev
-            self.state = "running"
-            self._previous_step_time = ev.time
-        elif isinstance(ev, Progress):
-            self.progress = ev
-            if self.state in ("new", "stopped", "failed", "finished"):
-                self.state = "preparing"
-        elif isinstance(ev, PreflightReport):
-            self.skipped = list(ev.skipped)
-        elif isinstance(ev, LrDropped):
-            self.lr_drops.append(ev)
-        elif isinstance(ev, CheckpointSaved):
-            self.checkpoints.append(ev)
-            self._previous_step_time = None  # saving is not a training step
-        elif isinstance(ev, Paused):
-            self.state = "paused"
-            self._previous_step_time = None
-        elif isinstance(ev, Resumed):
-            self.state = "running"
-            self._previous_step_time = ev.time
-        elif isinstance(ev, Finished):
-            self.state, self.message = "finished", f"finished ({ev.reason.replace('_', ' ')})"
-        elif isinstance(ev, Stopped):
-            self.state, self.message = "stopped", "stopped by the user"
-        elif isinstance(ev, Failed):
-            self.state, self.message = "failed", ev.message
-
-    def _add_step(self, ev: StepDone) -> None:
-        s = self.steps
-        s["step"].append(ev.step)
-        s["time"].append(ev.time)
-        s["loss"].append(ev.loss)
-        s["loss_smooth"].append(self._ema["loss"].update(ev.loss))
-        s["top1"].append(100 * ev.top1_err)
-        s["top5"].append(100 * ev.top5_err)
-        s["top1_smooth"].append(100 * self._ema["top1"].update(ev.top1_err))
-        s["top5_smooth"].append(100 * self._ema["top5"].update(ev.top5_err))
-        s["lr"].append(ev.lr)
-        s["ips"].append(ev.images_per_s)
-        s["ips_smooth"].append(self._ema["ips"].update(ev.images_per_s))
-        if self._previous_step_time is not None and ev.time > self._previous_step_time:
-            self._step_seconds.update(ev.time - self._previous_step_time)
-        self._previous_step_time = ev.time
-        self.last_step = ev
-        if self.state not in ("paused",):
-            self.state = "running"
-
-    def _add_epoch(self, ev: EpochDone) -> None:
-        e = self.epochs
-        e["step"].append(ev.step)
-        e["epoch"].append(ev.epoch)
-        e["train_loss"].append(ev.train_loss)
-        e["train_top1"].append(100 * ev.train_top1_err)
-        e["train_top5"].append(100 * ev.train_top5_err)
-        e["val_loss"].append(ev.val_loss)
-        e["val_top1"].append(None if ev.val_top1_err is None else 100 * ev.val_top1_err)
-        e["val_top5"].append(None if ev.val_top5_err is None else 100 * ev.val_top5_err)
-        if self.last_step is not None and ev.time > self.last_step.time:
-            self._epoch_overhead = ev.time - self.last_step.time
-        self.last_epoch = ev
-        self._previous_step_time = None
-
-    def _forget_after(self, step: int) -> None:
-        """A resumed run repeats the steps after its checkpoint: keep only what led up to it."""
-        keep = int(np.searchsorted(self.steps["step"].values, step, side="right"))
-        for c in self.steps.values():
-            c.truncate(keep)
-        keep_epochs = int(np.searchsorted(self.epochs["step"].values, step, side="right"))
-        for c in self.epochs.values():
-            c.truncate(keep_epochs)
-        self.lr_drops = [d for d in self.lr_drops if d.step <= step]
-        self._reset_smoothing()
-        for name, key in (("loss", "loss"), ("top1", "top1"), ("top5", "top5"), ("ips", "ips")):
-            scale = 100.0 if key in ("top1", "top5") else 1.0
-            smooth = np.array([self._ema[name].update(v / scale) * scale for v in self.steps[key].values])
-            column = self.steps[f"{key}_smooth"]
-            column.truncate(0)
-            for v in smooth:
-                column.append(float(v))
-
-    # -- reading ----------------------------------------------------------------------------
-
-    @property
-    def step_count(self) -> int:
-        return len(self.steps["step"])
-
-    def column(self, name: str) -> np.ndarray:
-        return self.steps[name].values
-
-    def step_times(self) -> list[float]:
-        """Wall-clock time (time.time()) of each step."""
-        return [float(t) for t in self.steps["time"].values]
-
-    def epoch_column(self, name: str) -> np.ndarray:
-        return self.epochs[name].values
-
-    @property
-    def seconds_per_step(self) -> float | None:
-        value = self._step_seconds.value
-        return value if math.isfinite(value) else None
-
-    def eta(self) -> tuple[float | None, float | None]:
-        """Seconds left in this epoch and in the whole run, when the run is going and the pace is known."""
-        per_step = self.seconds_per_step
-        if self.state != "running" or per_step is None or self.started is None or self.last_step is None:
-            return None, None
-        last = self.last_step
-        batches = max(last.batches, 1)
-        # A StepDone with batch == batches is the epoch's last step; the epoch then turns over.
-        left_in_epoch = (batches - last.batch) * per_step
-        epochs_after = max(self.started.epochs - last.epoch - 1, 0)
-        steps_left = (batches - last.batch) + epochs_after * batches
-        overhead = self._epoch_overhead * (epochs_after + 1)
-        if self.max_steps:
-            capped = max(self.max_steps - last.step, 0)
-            if capped < steps_left:
-                return min(left_in_epoch, capped * per_step), capped * per_step
-        return left_in_epoch + self._epoch_overhead, steps_left * per_step + overhead
-
 
 # -- training in a worker thread --------------------------------------------------------------
 
@@ -284,12 +47,6 @@ def _default_train_fn() -> TrainFn:
     return train
 
 
-def _default_control() -> Any:
-    from alexgui.engine.training.loop import TrainControl
-
-    return TrainControl()
-
-
 def describe_exception(e: BaseException) -> str:
     """A message for the user; out-of-memory gets advice instead of a stack trace."""
     name = type(e).__name__
@@ -298,42 +55,39 @@ def describe_exception(e: BaseException) -> str:
     return f"training stopped by an unexpected error: {name}: {e}"
 
 
-class TrainWorker(QObject):
-    """Runs the engine's generator on its QThread and queues every event for the GUI thread."""
+def _training(
+    train_fn: TrainFn,
+    cfg: RunConfig,
+    run: RunDir,
+    control: TrainControl,
+    resume: bool,
+    *,
+    stop: threading.Event,
+    progress: Callable[..., None],
+) -> Iterator[Event]:
+    """The job the session runs: the engine's events, always ending with a terminal one.
 
-    finished = Signal()
-
-    def __init__(self, train_fn: TrainFn, cfg: RunConfig, run: Any, control: Any, resume: bool, sink: collections.deque) -> None:
-        super().__init__()
-        self._train_fn = train_fn
-        self._cfg = cfg
-        self._run = run
-        self._control = control
-        self._resume = resume
-        self._sink = sink
-
-    @Slot()
-    def run(self) -> None:
-        step = epoch = 0
-        ended = False
+    The job's own `stop` is never set: the session stops the run through `control`, so that the
+    engine writes its checkpoint first. An exception becomes a Failed event, in the queue and in the
+    run directory, so the window stays up and a later look at the run tells the same story.
+    """
+    step = epoch = 0
+    ended = False
+    try:
+        for ev in train_fn(cfg, run, control, resume):
+            yield ev
+            step, epoch = ev.step, ev.epoch
+            ended = ended or isinstance(ev, TERMINAL)
+        if not ended:
+            yield Failed(step, epoch, message="the training loop ended without saying why")
+    except Exception as e:  # noqa: BLE001 - the window must show it and stay up
+        failed = Failed(step, epoch, message=describe_exception(e))
+        traceback.print_exc()
         try:
-            for ev in self._train_fn(self._cfg, self._run, self._control, self._resume):
-                # deque.append is atomic: no lock, and the GUI thread takes events at its own pace.
-                self._sink.append(ev)
-                step, epoch = ev.step, ev.epoch
-                ended = ended or isinstance(ev, TERMINAL)
-            if not ended:
-                self._sink.append(Failed(step, epoch, message="the training loop ended without saying why"))
-        except Exception as e:  # noqa: BLE001 - the window must show it and stay up
-            failed = Failed(step, epoch, message=describe_exception(e))
-            self._sink.append(failed)
-            traceback.print_exc()
-            try:
-                self._run.append(failed)  # so a later look at the run directory tells the same story
-            except Exception:  # noqa: BLE001 - the run directory may be the thing that failed
-                pass
-        finally:
-            self.finished.emit()
+            run.append(failed)
+        except Exception:  # noqa: BLE001, S110 - the run directory may be the thing that failed
+            pass
+        yield failed
 
 
 def run_dir_name(cfg: RunConfig, now: float | None = None) -> str:
@@ -366,24 +120,16 @@ class TrainSession(QObject):
         self,
         runs_root: Path,
         train_fn: TrainFn | None = None,
-        control_factory: Callable[[], Any] | None = None,
-        drain_ms: int = DRAIN_MS,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.runs_root = Path(runs_root)
         self._train_fn = train_fn
-        self._control_factory = control_factory or _default_control
-        self._queue: collections.deque[Event] = collections.deque()
-        self._thread: QThread | None = None
-        self._worker: TrainWorker | None = None
-        self.control: Any = None
+        self._job: Job | None = None
+        self.control: TrainControl | None = None  # the current (or last) run's
         self.run_path: Path | None = None
         self._state = "idle"
         self._last_terminal: Event | None = None
-        self._timer = QTimer(self)
-        self._timer.setInterval(drain_ms)
-        self._timer.timeout.connect(self._drain)
 
     @property
     def state(self) -> str:
@@ -391,7 +137,7 @@ class TrainSession(QObject):
 
     @property
     def is_running(self) -> bool:
-        return self._thread is not None
+        return self._job is not None
 
     def _set_state(self, state: str) -> None:
         if state != self._state:
@@ -400,9 +146,10 @@ class TrainSession(QObject):
 
     def start(self, cfg: RunConfig, run_path: Path | None = None, resume: bool = False) -> Path:
         """Create (or, with resume, reopen) the run directory and start training in the background."""
-        if self._thread is not None:
+        if self._job is not None:
             raise RuntimeError("a training run is already going; stop it first")
         from alexgui.engine.store.rundir import RunDir
+        from alexgui.engine.training.control import TrainControl
 
         if resume:
             if run_path is None:
@@ -417,78 +164,57 @@ class TrainSession(QObject):
             path.parent.mkdir(parents=True, exist_ok=True)
             run = RunDir.create(path, cfg)
         self.run_path = Path(run.path)
-        self.control = self._control_factory()
-        if hasattr(self.control, "on_kernels"):
-            self.control.on_kernels = self.kernels.emit  # thread-safe: Qt queues it to the GUI thread
-        self._queue.clear()
+        self.control = TrainControl()
+        self.control.on_kernels = self.kernels.emit  # thread-safe: Qt queues it to the GUI thread
         self._last_terminal = None
         train_fn = self._train_fn or _default_train_fn()
 
-        thread = QThread()
-        thread.setObjectName(f"alexgui-train-{self.run_path.name}")
-        worker = TrainWorker(train_fn, cfg, run, self.control, resume, self._queue)
-        worker.moveToThread(thread)
+        job = Job(_training, train_fn, cfg, run, self.control, resume, parent=self,
+                  thread_name=f"alexgui-train-{self.run_path.name}", batch_ms=DRAIN_MS)
         # Connect everything first, then start.
-        thread.started.connect(worker.run)
-        # Direct: QThread.quit is thread-safe, and queued to the GUI thread it could not arrive while
-        # shutdown() blocks that thread in wait().
-        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.finished.connect(self._on_worker_finished)
-        self._thread, self._worker = thread, worker
+        job.batch.connect(self._on_batch)
+        job.done.connect(self._on_job_done)
+        self._job = job
         self._set_state("running")
         self.run_started.emit(str(self.run_path))
-        thread.start()
-        self._timer.start()
+        job.start()
         return self.run_path
 
     def pause(self) -> None:
-        if self.control is not None and self._thread is not None:
+        if self.control is not None and self._job is not None:
             self.control.pause.set()
             self._set_state("pausing")
 
     def resume(self) -> None:
-        if self.control is not None and self._thread is not None:
+        if self.control is not None and self._job is not None:
             self.control.pause.clear()
             self._set_state("running")
 
     @property
     def is_paused(self) -> bool:
-        return self.control is not None and self._thread is not None and self.control.pause.is_set()
+        return self.control is not None and self._job is not None and self.control.pause.is_set()
 
     def stop(self) -> None:
         """Ask the trainer to stop after the current step; it writes a checkpoint first."""
-        if self.control is not None and self._thread is not None:
+        if self.control is not None and self._job is not None:
             self.control.stop.set()
             self._set_state("stopping")
 
     def save_now(self) -> None:
-        if self.control is not None and self._thread is not None:
+        if self.control is not None and self._job is not None:
             self.control.save_now.set()
 
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
         """Stop and wait for the thread (application exit); True when no thread is left running."""
-        thread = self._thread
-        if thread is None:
+        job = self._job
+        if job is None:
             return True
         self.stop()
-        done = thread.wait(timeout_ms)
-        if done:
-            self._on_worker_finished()
-        return done
+        # join, not the job's shutdown: cancelling the job would cut the run off before its checkpoint.
+        return job.join(timeout_ms)
 
-    def take_events(self) -> list[Event]:
-        out: list[Event] = []
-        while True:
-            try:
-                out.append(self._queue.popleft())
-            except IndexError:
-                return out
-
-    @Slot()
-    def _drain(self) -> None:
-        batch = self.take_events()
-        if not batch:
-            return
+    @Slot(list)
+    def _on_batch(self, batch: list[Event]) -> None:
         for ev in batch:
             if isinstance(ev, Paused):
                 self._set_state("paused")
@@ -498,21 +224,12 @@ class TrainSession(QObject):
                 self._last_terminal = ev
         self.events.emit(batch)
 
-    @Slot()
-    def _on_worker_finished(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return  # already handled (shutdown() waits, then the queued signal arrives)
-        thread.quit()
-        thread.wait()
-        self._timer.stop()
-        self._drain()
-        assert self._worker is not None
-        self._worker.deleteLater()
-        thread.deleteLater()
-        self._thread = self._worker = None
+    @Slot(bool)
+    def _on_job_done(self, cancelled: bool) -> None:
+        # The job has delivered its last batch before this.
+        self._job = None
         terminal = self._last_terminal
-        final = {Finished: "finished", Stopped: "stopped"}.get(type(terminal), "failed")
+        final = "finished" if isinstance(terminal, Finished) else "stopped" if isinstance(terminal, Stopped) else "failed"
         self._set_state("idle")
         self.finished.emit(final)
 
@@ -534,7 +251,7 @@ class RunWatcher(QObject):
     def __init__(self, path: str | Path, poll_ms: int = WATCH_POLL_MS, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.path = Path(path)
-        self._follower: Any = None
+        self._follower: MetricsFollower | None = None
         self._restarts = 0
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
@@ -551,21 +268,10 @@ class RunWatcher(QObject):
         metrics = Path(run.metrics_path)
         try:
             self._follower = MetricsFollower(metrics)
-            history, problems = self._poll_follower()
+            history, problems = _news(self._follower)
         except OSError as e:
             raise RunOpenError(f"{metrics}: cannot read ({e})") from None
         return history, problems
-
-    def _poll_follower(self) -> tuple[list[Event], list[str]]:
-        result = self._follower.poll()
-        follower_problems = getattr(self._follower, "problems", None)
-        if isinstance(result, tuple):  # tolerate a follower that returns (events, problems)
-            return list(result[0]), list(result[1])
-        problems: list[str] = []
-        if isinstance(follower_problems, list) and follower_problems:
-            problems = list(follower_problems)
-            follower_problems.clear()
-        return list(result), problems
 
     def start(self) -> None:
         self._timer.start()
@@ -575,14 +281,15 @@ class RunWatcher(QObject):
 
     @Slot()
     def poll(self) -> None:
-        if self._follower is None:
+        follower = self._follower
+        if follower is None:
             return
         try:
-            new, problems = self._poll_follower()
+            new, problems = _news(follower)
         except OSError as e:
             self.problems.emit([f"{self.path}: cannot read metrics ({e})"])
             return
-        restarts = getattr(self._follower, "restarts", 0)
+        restarts = follower.restarts
         if restarts != self._restarts:
             self._restarts = restarts
             self.restarted.emit()
@@ -590,3 +297,11 @@ class RunWatcher(QObject):
             self.problems.emit(problems)
         if new:
             self.events.emit(new)
+
+
+def _news(follower: MetricsFollower) -> tuple[list[Event], list[str]]:
+    """The events of the lines added since the last look, and the problems found since (each once)."""
+    events = follower.poll()
+    problems = list(follower.problems)
+    follower.problems.clear()
+    return events, problems

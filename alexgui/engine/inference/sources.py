@@ -40,7 +40,7 @@ def load_predictor(
         try:
             path = zoo.ensure_weights(zoo.default_entry(), allow_download=allow_download, progress=progress, stop=stop)
         except zoo.ZooError as e:
-            raise PredictorError(str(e)) from None
+            raise PredictorError(str(e)) from e  # chained: the window offers a download for an OfflineError cause
         return TorchPredictor.from_torchvision_file(path, device)
     path = Path(text).expanduser()
     if not path.exists():

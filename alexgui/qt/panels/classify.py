@@ -18,7 +18,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
@@ -64,9 +63,10 @@ from alexgui.engine.inference.predict import (
 )
 from alexgui.engine.inference.sources import load_predictor
 from alexgui.engine.model import zoo
+from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.job_progress import JobProgress, megabytes_text
 from alexgui.qt.panels.filters import numpy_to_qimage
-from alexgui.qt.workers import Job
+from alexgui.qt.workers import describe_error
 
 THUMB = 96
 BAR_BLUE = QColor(70, 120, 200)
@@ -84,7 +84,18 @@ def _load_job(spec: str, allow_download: bool, stop: threading.Event, progress: 
     return load_predictor(spec, progress=bytes_progress, stop=stop, allow_download=allow_download)
 
 
-class ModelChooser(QWidget):
+def weights_not_here(error: BaseException) -> bool:
+    """The zoo's weights are not on this computer: load_predictor's PredictorError has the zoo's
+    OfflineError as its cause (the type decides, not the wording of the message)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, zoo.OfflineError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+class ModelChooser(JobMixin, QWidget):
     """A button with a menu of model sources and a label naming the current model."""
 
     predictorChanged = Signal(object)  # Predictor
@@ -95,7 +106,6 @@ class ModelChooser(QWidget):
         super().__init__(parent)
         self.predictor: Predictor | None = None
         self.failure = ""  # the last load error, for display and tests
-        self._job: Job | None = None
         self.button = QToolButton()
         self.button.setText("Model")
         self.button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -140,43 +150,37 @@ class ModelChooser(QWidget):
 
     def load(self, spec: str, allow_download: bool = False) -> None:
         """Load a model in the background; offer a download when torchvision's weights are missing."""
-        if self._job is not None and self._job.is_running():
+        if self.is_busy():
             return
         self.label.setText(f"loading {Path(spec).name or spec}…")
-        job = Job(_load_job, spec, allow_download, parent=self)
+        job = self.new_job(_load_job, spec, allow_download)
         job.yielded.connect(self.set_predictor)
         job.progress.connect(self._on_progress)
-        job.failed.connect(lambda msg: self._on_failed(spec, msg, allow_download))
-        job.done.connect(self._on_done)
-        self._job = job
+        job.errored.connect(lambda error: self._on_failed(spec, error, allow_download))
         self.progress.begin(cancellable=allow_download, describe=megabytes_text)  # busy until bytes arrive
         job.start()
 
-    def cancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-
     def is_loading(self) -> bool:
-        return self._job is not None and self._job.is_running()
+        return self.is_busy()
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
         self.progress.advance(done, total)
 
-    def _on_done(self, cancelled: bool) -> None:
-        self._job = None
+    def job_done(self, cancelled: bool) -> None:
         self.progress.end()
         if self.predictor is None:
             first = self.failure.splitlines()[0] if self.failure else ""
             self.label.setText(f"<span style='color:{ERROR_RED}'>{first}</span>" if first else "no model")
             self.label.setToolTip(self.failure)
 
-    def _on_failed(self, spec: str, message: str, allow_download: bool) -> None:
+    def _on_failed(self, spec: str, error: BaseException, allow_download: bool) -> None:
+        message = describe_error(error)
         self.predictor = None
         self.failure = message
         self.loadFailed.emit(message)
         if not self.isVisible():  # headless use (tests, scripts): no dialogs, the signal says it all
             return
-        if spec in zoo.ALIASES and not allow_download and "not on this computer" in message:
+        if spec in zoo.ALIASES and not allow_download and weights_not_here(error):
             entry = zoo.default_entry()
             answer = QMessageBox.question(
                 self,
@@ -184,9 +188,9 @@ class ModelChooser(QWidget):
                 f"{entry.title} is not on this computer.\n\nDownload {entry.bytes / 1e6:.0f} MB from\n{entry.url}?",
             )
             if answer == QMessageBox.StandardButton.Yes:
-                # The running job is about to end; start the download once it has.
-                assert self._job is not None
-                self._job.done.connect(lambda _: self.load(spec, allow_download=True))
+                # The question runs its own event loop: the loading job may have ended while it was
+                # open (issue #19), or may still be ending. Either way, download once it has.
+                self.after_job(lambda: self.load(spec, allow_download=True))
                 return
         QMessageBox.warning(self, "Model", message)
 
@@ -205,10 +209,6 @@ class ModelChooser(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, f"Choose {entry.filename}", "", "PyTorch weights (*.pth *.pt)")
         if path:
             self.load(path)
-
-    def shutdown(self) -> None:
-        if self._job is not None:
-            self._job.shutdown()
 
 
 # ---- one image's card -------------------------------------------------------------------------
@@ -332,7 +332,7 @@ def _classify_job(
         progress(done, total, Path(item[0] if isinstance(item, tuple) else item).name)
 
 
-class ClassifyPanel(QWidget):
+class ClassifyPanel(JobMixin, QWidget):
     """See the module docstring."""
 
     imageClassified = Signal(object)  # Classified, as each arrives
@@ -343,7 +343,6 @@ class ClassifyPanel(QWidget):
         self.setAcceptDrops(True)
         self.results: list[Classified] = []
         self._queue: list[str | tuple[str, np.ndarray]] = []
-        self._job: Job | None = None
         self._pasted = 0
 
         self.chooser = ModelChooser()
@@ -445,11 +444,7 @@ class ClassifyPanel(QWidget):
 
     def cancel(self) -> None:
         self._queue.clear()
-        if self._job is not None:
-            self._job.cancel()
-
-    def is_busy(self) -> bool:
-        return self._job is not None and self._job.is_running()
+        super().cancel()
 
     def clear(self) -> None:
         self.results.clear()
@@ -462,11 +457,10 @@ class ClassifyPanel(QWidget):
     def card_widgets(self) -> list[ResultCard]:
         return [self.cards_layout.itemAt(i).widget() for i in range(1, self.cards_layout.count() - 1)]  # type: ignore[misc]
 
-    def shutdown(self) -> None:
+    def shutdown(self, msecs: int = 30000) -> None:
         self._queue.clear()
-        if self._job is not None:
-            self._job.shutdown()
-        self.chooser.shutdown()
+        super().shutdown(msecs)
+        self.chooser.shutdown(msecs)
 
     # ---- work -----------------------------------------------------------------------------------
 
@@ -484,12 +478,10 @@ class ClassifyPanel(QWidget):
         self.hint.hide()
         if len(items) > 1:  # one image is quick: no bar
             self.progress.begin(len(items))
-        job = Job(_classify_job, self.predictor, items, self.crops.currentIndex() == 1, parent=self)
+        job = self.new_job(_classify_job, self.predictor, items, self.crops.currentIndex() == 1)
         job.yielded.connect(self._on_result)
         job.progress.connect(lambda done, total, _msg: self.progress.advance(done, total))
         job.failed.connect(lambda msg: self._add_card(Classified("(classification stopped)", error=msg)))
-        job.done.connect(self._on_done)
-        self._job = job
         job.start()
 
     def _on_result(self, result: Classified) -> None:
@@ -504,8 +496,7 @@ class ClassifyPanel(QWidget):
         # Newest first, just below the (hidden) hint.
         self.cards_layout.insertWidget(1, card)
 
-    def _on_done(self, cancelled: bool) -> None:
-        self._job = None
+    def job_done(self, cancelled: bool) -> None:
         self.progress.end()
         self.finished.emit(cancelled)
         self._start_next()
@@ -538,7 +529,3 @@ class ClassifyPanel(QWidget):
         elif mime.hasImage():
             event.acceptProposedAction()
             self.classify_qimage(QImage(mime.imageData()))
-
-    def closeEvent(self, event: Any) -> None:
-        self.shutdown()
-        super().closeEvent(event)

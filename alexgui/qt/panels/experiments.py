@@ -1,7 +1,7 @@
 """The Experiments panel: re-measure one of the paper's claims on your data, watch the variants train
 overlaid, and read the result beside the paper's number.
 
-A view over alexgui.engine.experiments: the form makes ExperimentOptions, a background Job iterates
+A view over alexgui.engine.experiments: the form makes ExperimentOptions, a background job iterates
 run_experiment() (the same generator `alexgui experiment` prints), and the panel draws what it yields.
 Cancel asks the current run to stop after its step and save a checkpoint, so running the same
 experiment again (same output folder) resumes it. "Open runs in monitor" hands the run folders to the
@@ -54,10 +54,10 @@ from alexgui.engine.experiments import (
 )
 from alexgui.engine.experiments.report import REPORT_JSON, load_report
 from alexgui.formatting import format_duration
+from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.panels.classify import ERROR_RED
 from alexgui.qt.panels.monitor import device_box
 from alexgui.qt.plots import BACKGROUND, RUN_COLORS
-from alexgui.qt.workers import Job
 
 DEMO = "demo"
 CHOOSE = "__choose__"
@@ -90,7 +90,7 @@ class _Curve:
     drawn: int = 0
 
 
-class ExperimentsPanel(QWidget):
+class ExperimentsPanel(JobMixin, QWidget):
     """See the module docstring."""
 
     openRunsRequested = Signal(list)  # [str]: the experiment's run folders, for the monitor to open
@@ -103,7 +103,6 @@ class ExperimentsPanel(QWidget):
         parent: QWidget | None = None,
     ) -> None:  # fmt: skip
         super().__init__(parent)
-        self._job: Job | None = None
         self._graceful = threading.Event()
         self._curves: dict[tuple[int, str], _Curve] = {}
         self._variant_colours: dict[str, str] = {}
@@ -348,11 +347,9 @@ class ExperimentsPanel(QWidget):
         self._out = self.out_folder()
         self._reset_view()
         self._graceful = threading.Event()
-        job = Job(_experiment_job, self.experiment_name, self._out, options, self._graceful, parent=self)
+        job = self.new_job(_experiment_job, self.experiment_name, self._out, options, self._graceful)
         job.yielded.connect(self._on_update)
         job.failed.connect(self._on_failed)
-        job.done.connect(self._on_done)
-        self._job = job
         self._outcome = ""
         self.error = ""
         self.run_button.setEnabled(False)
@@ -366,25 +363,17 @@ class ExperimentsPanel(QWidget):
 
     def cancel(self) -> None:
         """Stop after the current step; the run saves a checkpoint and the next Run resumes it."""
+        # Not the job's own cancel, which would close the generator at its next yield, mid-run.
         if self.is_busy():
             self._graceful.set()
             self.status.setText("Stopping after this step (the run saves a checkpoint)…")
 
-    def is_busy(self) -> bool:
-        return self._job is not None and self._job.is_running()
-
     def shutdown(self, msecs: int = 30000) -> None:
         """Stop the run cleanly and wait for the thread (window closing)."""
-        job = self._job
-        if job is None:
-            return
-        self._graceful.set()
-        job.wait(msecs)
-        job.shutdown(msecs)
-
-    def closeEvent(self, event: Any) -> None:
-        self.shutdown()
-        super().closeEvent(event)
+        if self._job is not None:
+            self._graceful.set()
+            self._job.wait(msecs)  # the run saves a checkpoint and ends; cut short only after msecs
+        super().shutdown(msecs)
 
     def _reset_view(self) -> None:
         self.plot.clear()
@@ -526,8 +515,7 @@ class ExperimentsPanel(QWidget):
         self.error = message
         self.status.setText(f"<span style='color:{ERROR_RED}'>{html.escape(message)}</span>")
 
-    def _on_done(self, cancelled: bool) -> None:
-        self._job = None
+    def job_done(self, cancelled: bool) -> None:
         self._timer.stop()
         self._redraw()
         self.progress.hide()

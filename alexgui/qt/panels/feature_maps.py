@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.understand import kernels as F
+from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.panels.filters import TileGrid, numpy_to_qimage
-from alexgui.qt.workers import Job
 
 
 def compute_activations(
@@ -42,7 +42,7 @@ def compute_activations(
     return layer, out.float().cpu().numpy()
 
 
-class FeatureMapsPanel(QWidget):
+class FeatureMapsPanel(JobMixin, QWidget):
     """Feed it set_model(model, preprocess) and set_image(u8 or path), or drop an image on it."""
 
     mapsReady = Signal(str)  # layer, emitted in the GUI thread when the grid shows new maps
@@ -54,7 +54,6 @@ class FeatureMapsPanel(QWidget):
         self._preprocess: Any = None
         self._image: np.ndarray | None = None
         self._image_name = ""
-        self._job: Job | None = None
         self._pending = False
         self._closed = False
         self.maps: np.ndarray | None = None
@@ -135,20 +134,17 @@ class FeatureMapsPanel(QWidget):
     def _recompute(self) -> None:
         if self._closed or self._model is None or self._image is None or not self.layer_box.currentText():
             return
-        if self._job is not None and self._job.is_running():
+        if self.is_busy():
             self._pending = True  # one at a time; the newest request runs when this one ends
             return
         layer = self.layer_box.currentText()
         self.caption.setText(f"Computing {layer} for {Path(self._image_name).name}…")
-        job = Job(compute_activations, self._model, self._preprocess, self._image, layer, parent=self)
+        job = self.new_job(compute_activations, self._model, self._preprocess, self._image, layer)
         job.yielded.connect(self._on_maps)
         job.failed.connect(lambda msg: self.caption.setText(f"Could not compute the maps: {msg}"))
-        job.done.connect(self._on_done)
-        self._job = job
         job.start()
 
-    def _on_done(self, cancelled: bool) -> None:
-        self._job = None
+    def job_done(self, cancelled: bool) -> None:
         if self._pending:
             self._pending = False
             self._recompute()
@@ -215,13 +211,8 @@ class FeatureMapsPanel(QWidget):
             event.acceptProposedAction()
             self.set_image(files[0])
 
-    def shutdown(self) -> None:
+    def shutdown(self, msecs: int = 30000) -> None:
         # No new work from here on: the job's done handler would otherwise start the pending request.
         self._closed = True
         self._pending = False
-        if self._job is not None:
-            self._job.shutdown()
-
-    def closeEvent(self, event: Any) -> None:
-        self.shutdown()
-        super().closeEvent(event)
+        super().shutdown(msecs)

@@ -33,7 +33,6 @@ from PySide6.QtWidgets import (
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.inference.predict import IMAGE_FILE_FILTER, Predictor
 from alexgui.engine.inference.retrieval import (
-    Cancelled,
     GalleryIndex,
     RetrievalError,
     build_index,
@@ -43,11 +42,12 @@ from alexgui.engine.inference.retrieval import (
     save_index,
     stale_reasons,
 )
+from alexgui.errors import Cancelled
 from alexgui.paths import cache_dir
+from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.job_progress import JobProgress
 from alexgui.qt.panels.classify import ERROR_RED, ModelChooser
 from alexgui.qt.panels.filters import numpy_to_qimage
-from alexgui.qt.workers import Job
 
 THUMB = 112
 
@@ -110,7 +110,7 @@ class ImageViewer(QDialog):
         self.raise_()
 
 
-class RetrievalPanel(QWidget):
+class RetrievalPanel(JobMixin, QWidget):
     """See the module docstring."""
 
     indexReady = Signal(object)  # GalleryIndex (GUI thread)
@@ -126,7 +126,6 @@ class RetrievalPanel(QWidget):
         self.results: list[tuple[str, float]] = []
         self.stale: list[str] = []
         self.error = ""
-        self._job: Job | None = None
         self._pending_query: str | None = None
         self.viewer = ImageViewer(self)
 
@@ -250,7 +249,7 @@ class RetrievalPanel(QWidget):
         out = self.index_path or default_index_location(self.folder)
         self.index_path = out
         self.status.setText(f"Indexing {self.folder}…")
-        self._start(Job(_build_job, self.predictor, self.folder, out, parent=self), self._on_index_built)
+        self._start(self._on_index_built, _build_job, self.predictor, self.folder, out)
         self.progress.begin(label="indexing")
 
     def _on_index_built(self, index: GalleryIndex | None) -> None:
@@ -274,8 +273,7 @@ class RetrievalPanel(QWidget):
             self._pending_query = str(path)
             return
         self.query_caption.setText(f"Searching {len(self.index)} images for {Path(path).name}…")
-        self._start(Job(_query_job, self.predictor, self.index, str(path), self.k_spin.value(), parent=self),
-                    self._on_results)
+        self._start(self._on_results, _query_job, self.predictor, self.index, str(path), self.k_spin.value())
 
     def _on_results(self, found: dict[str, Any]) -> None:
         self.results = list(found["neighbours"])
@@ -305,12 +303,11 @@ class RetrievalPanel(QWidget):
 
     # ---- jobs -----------------------------------------------------------------------------------
 
-    def _start(self, job: Job, on_result: Callable[[Any], None]) -> None:
+    def _start(self, on_result: Callable[[Any], None], fn: Callable[..., Any], *args: Any) -> None:
+        job = self.new_job(fn, *args)
         job.yielded.connect(on_result)
         job.progress.connect(self._on_progress)
         job.failed.connect(self._show_error)
-        job.done.connect(self._on_done)
-        self._job = job
         self.error = ""
         self.busyChanged.emit(True)
         job.start()
@@ -318,8 +315,7 @@ class RetrievalPanel(QWidget):
     def _on_progress(self, done: int, total: int, message: str) -> None:
         self.progress.advance(done, total, message)
 
-    def _on_done(self, cancelled: bool) -> None:
-        self._job = None
+    def job_done(self, cancelled: bool) -> None:
         self.progress.end()
         if cancelled:
             self.status.setText("Indexing cancelled; the previous index (if any) is unchanged.")
@@ -329,21 +325,9 @@ class RetrievalPanel(QWidget):
             path, self._pending_query = self._pending_query, None
             self.query(path)
 
-    def is_busy(self) -> bool:
-        return self._job is not None and self._job.is_running()
-
-    def cancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-
-    def shutdown(self) -> None:
-        if self._job is not None:
-            self._job.shutdown()
-        self.chooser.shutdown()
-
-    def closeEvent(self, event: Any) -> None:
-        self.shutdown()
-        super().closeEvent(event)
+    def shutdown(self, msecs: int = 30000) -> None:
+        super().shutdown(msecs)
+        self.chooser.shutdown(msecs)
 
     def _show_error(self, message: str) -> None:
         self.error = message
