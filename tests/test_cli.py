@@ -68,9 +68,10 @@ def test_train_writes_run_and_reports(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     out = alexgui("train", "--data", str(dataset), "--out", str(run), "--epochs", "1", *TINY)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "pre-flight: 16 images ok, 0 skipped" in out.stdout
-    assert "epoch 1/1: train loss" in out.stdout and "val loss" in out.stdout
-    assert "finished at step 3" in out.stdout
+    # The app's log and the terminal print the same words (engine/training/narrative.py).
+    assert "Pre-flight: 16 images OK, none skipped" in out.stdout
+    assert "Epoch 1 of 1 done" in out.stdout and "val loss" in out.stdout
+    assert "Finished at step 3" in out.stdout
     assert (run / "config.toml").is_file() and (run / "checkpoints" / "last.safetensors").is_file()
     assert [d["step"] for d in step_lines(run)] == [1, 2, 3]
 

@@ -13,9 +13,9 @@ from alexgui.commands import gui
 from alexgui.config import RunConfig
 from alexgui.engine.events import EpochDone, Paused, RunStarted, StepDone
 from alexgui.engine.training.history import RunHistory
+from alexgui.engine.training.narrative import describe_event
 from alexgui.formatting import format_duration
 from alexgui.qt.app import MainWindow, has_display
-from alexgui.qt.panels.log import describe_event
 from alexgui.qt.panels.monitor import PRESETS
 from alexgui.qt.session import run_dir_name
 from alexgui.qt.settings import MAX_RECENT, AppSettings, open_settings

@@ -87,7 +87,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexgui.engine.store.rundir import RunDir, RunDirError  # noqa: F811 - the runtime import
+    from alexgui.engine.store.rundir import RunDir, RunDirError
 
     run_dir: RunDir | None = None
     try:
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_distributed(args: argparse.Namespace, cfg: RunConfig, opened: RunDir | None) -> int:
     """One torchrun process: join the group, let rank 0 create the run directory, train, leave."""
-    from alexgui.engine.store.rundir import RunDir, RunDirError  # noqa: F811 - the runtime import
+    from alexgui.engine.store.rundir import RunDir, RunDirError
     from alexgui.engine.training.distributed import (
         DistributedError,
         FollowerRunDir,
@@ -153,7 +153,7 @@ def _train(cfg: RunConfig, run_dir: RunDir, resume: bool, ctx: DistContext | Non
     control = TrainControl()
     main = ctx is None or ctx.is_main
     # Ranks other than 0 stay quiet (their figures are rank 0's) except for their own failures.
-    printer = TrainPrinter(sys.stdout if main else io.StringIO(), run_dir.path, lr=cfg.train.lr)
+    printer = TrainPrinter(sys.stdout if main else io.StringIO(), run_dir.path, lr=cfg.train.lr, max_steps=cfg.train.max_steps)
     previous = signal.getsignal(signal.SIGINT)
 
     def on_interrupt(signum: int, frame: object) -> None:
