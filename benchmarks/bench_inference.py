@@ -27,17 +27,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alexgui.config import ModelConfig  # noqa: E402
-from alexgui.engine.data.imageio import load_256  # noqa: E402
-from alexgui.engine.data.stats import DataStats  # noqa: E402
-from alexgui.engine.data.transforms import Preprocess  # noqa: E402
+from alexgui.config import ModelConfig
+from alexgui.engine.data.imageio import load_256
+from alexgui.engine.data.stats import DataStats
+from alexgui.engine.data.transforms import Preprocess
 from alexgui.engine.inference.onnx_export import export_onnx
-from alexgui.engine.inference.onnx_runtime import OnnxPredictor, physical_cores  # noqa: E402
-from alexgui.engine.inference.parity import generated_images  # noqa: E402
-from alexgui.engine.inference.predict import TorchPredictor  # noqa: E402
-from alexgui.engine.model.networks import build_model  # noqa: E402
-from alexgui.engine.store.checkpoint import weights_fingerprint  # noqa: E402
-from benchmarks.machine import cpu_name  # noqa: E402
+from alexgui.engine.inference.onnx_runtime import OnnxPredictor, physical_cores
+from alexgui.engine.inference.parity import generated_images
+from alexgui.engine.inference.predict import TorchPredictor
+from alexgui.engine.model.networks import build_model
+from alexgui.engine.store.checkpoint import weights_fingerprint
+from benchmarks.machine import cpu_name
 
 
 def interleaved(a: Callable[[], object], b: Callable[[], object], rounds: int, warmup: int = 2) -> tuple[float, float]:
@@ -105,7 +105,7 @@ def run_benchmark(args: argparse.Namespace, threads: int, batches: list[int], tm
         x = torch_pred.preprocess.center_batch(torch.from_numpy(generated_images(b, seed=b)))
         xn = x.numpy()
         rounds = args.rounds if b < 64 else max(3, args.rounds // 2)
-        t_torch, t_ort = interleaved(lambda: torch_forward(x), lambda: onnx_pred.run_preprocessed(xn), rounds)
+        t_torch, t_ort = interleaved(lambda x=x: torch_forward(x), lambda xn=xn: onnx_pred.run_preprocessed(xn), rounds)
         if b == 1:
             rows.append(("latency, batch 1", f"{t_torch * 1e3:.1f} ms", f"{t_ort * 1e3:.1f} ms", f"{t_ort / t_torch:.2f}"))
         else:
@@ -172,7 +172,9 @@ def investigate(onnx_path: Path, torch_forward: Callable[[torch.Tensor], None], 
         so.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         torch.set_num_threads(n)
-        t_torch, t_ort = interleaved(lambda: torch_forward(x), lambda: session.run(None, {"input": xn}), rounds)
+        t_torch, t_ort = interleaved(
+            lambda x=x: torch_forward(x), lambda session=session, xn=xn: session.run(None, {"input": xn}), rounds
+        )
         print(f"| {name} | {t_ort * 1e3:.1f} ms | {t_torch * 1e3:.1f} ms | {t_ort / t_torch:.2f} |")
     torch.set_num_threads(threads)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alexgui.engine.inference.retrieval import search, squared_norms  # noqa: E402
+from alexgui.engine.inference.retrieval import search, squared_norms
 
 
 def synthetic_gallery(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -187,7 +187,7 @@ def main() -> None:
     x = torch.randn(args.batch_size, 3, 224, 224, device=devices[0]).contiguous(memory_format=memory_format)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=devices[0])
     steps = {"paper": make_step(paper, devices[0], bf16), "torchvision": make_step(plain, devices[0], bf16)}
-    for name, step in steps.items():  # warm-up: cuDNN autotuning, compilation, allocator
+    for step in steps.values():  # warm-up: cuDNN autotuning, compilation, allocator
         images_per_s(step, x, y, args.warmup, devices)
     rates: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.rounds):
@@ -220,7 +220,8 @@ def main() -> None:
     print(f"| synthetic, on the device | torchvision AlexNet, plain loop | {synthetic['torchvision']:.1f} | 1.000 | "
           f"{mfu('torchvision', synthetic['torchvision'])} |")  # fmt: skip
     print(f"| synthetic, on the device | paper (alexgui) | {synthetic['paper']:.1f} | "
-          f"{synthetic['paper'] / synthetic['torchvision']:.3f} (vs torchvision) | {mfu('paper', synthetic['paper'])} |")  # fmt: skip
+          f"{synthetic['paper'] / synthetic['torchvision']:.3f} (vs torchvision) | "
+          f"{mfu('paper', synthetic['paper'])} |")  # fmt: skip
     if real is not None:
         print(f"| real JPEGs via cache, engine.train | paper (alexgui) | {real:.1f} | "
               f"{real / synthetic['paper']:.3f} (vs paper synthetic) | {mfu('paper', real)} |")  # fmt: skip

@@ -390,7 +390,7 @@ def test_killed_saver_leaves_the_previous_checkpoint_loadable(tmp_path: Path) ->
         first_version = trial * 1000
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(target), str(first_version)], env=env, cwd=REPO)
         try:
-            wait_for(lambda: target.exists() and read_meta(target)["version"] > first_version)
+            wait_for(lambda first_version=first_version: target.exists() and read_meta(target)["version"] > first_version)
             if trial % 2 == 0:
                 # Kill while a save is surely in flight: its temporary file exists.
                 wait_for(lambda: any(is_temporary(p) for p in tmp_path.iterdir()))

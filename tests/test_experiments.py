@@ -161,7 +161,9 @@ def test_steps_to_target_uses_the_running_mean() -> None:
     assert steps_to_target(steps, errors, 0.05, window=3) is None
 
 
-def test_stopped_experiment_resumes_then_skips_finished_runs(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stopped_experiment_resumes_then_skips_finished_runs(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "towers"
     options = tiny_options(tiny_data, epochs=2)
     stop = threading.Event()

@@ -228,7 +228,7 @@ class ExportDialog(JobMixin, QDialog):
 
     # ---- closing --------------------------------------------------------------------------------
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event: QCloseEvent) -> None:
         if self._stop_first():
             event.ignore()
             return

@@ -141,7 +141,9 @@ def _split(
     class leaves the other classes' splits unchanged.
     """
     if not 0.0 < val_fraction < 1.0:
-        raise DatasetError(f"{root}: val_fraction must be between 0 and 1 (exclusive) to split off a validation set, not {val_fraction}")
+        raise DatasetError(
+            f"{root}: val_fraction must be between 0 and 1 (exclusive) to split off a validation set, not {val_fraction}"
+        )
     train: dict[str, list[str]] = {}
     val: dict[str, list[str]] = {}
     for name, files in classes.items():

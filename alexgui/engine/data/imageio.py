@@ -99,7 +99,7 @@ def _decode(path: str | os.PathLike[str], min_short_side: int | None) -> Image.I
                     raise ImageError(path, _bomb_reason(str(e))) from None
                 except MemoryError:
                     raise ImageError(path, "too large to decode (out of memory)") from None
-                except Exception:
+                except Exception:  # noqa: BLE001 - Pillow's many error types become one ImageError below
                     # Pillow reports damage as OSError, SyntaxError, ValueError, EOFError, struct or
                     # zlib errors depending on the format; to the user they all mean the same thing.
                     raise ImageError(path, "truncated or corrupt image data") from None
@@ -168,7 +168,7 @@ def _draft(image: Image.Image, min_short_side: int) -> None:
 def _upright(image: Image.Image) -> Image.Image:
     try:
         return ImageOps.exif_transpose(image)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any damage in the EXIF block
         # A damaged EXIF block costs the orientation, not the image.
         return image.copy()
 

@@ -296,7 +296,9 @@ def _steps_text(s: int | None) -> str:
     return "not reached" if s is None else str(s)
 
 
-def _zip_reached(records: list[RunRecord], reached: dict[str, list[int | None]], ran: dict[str, list[int]]) -> list[tuple[RunRecord, int | None, int]]:
+def _zip_reached(
+    records: list[RunRecord], reached: dict[str, list[int | None]], ran: dict[str, list[int]]
+) -> list[tuple[RunRecord, int | None, int]]:
     seen: dict[str, int] = {}
     out = []
     for r in records:
@@ -346,7 +348,9 @@ def _ablation(experiment: Experiment, records: list[RunRecord], report: dict[str
         if math.isnan(reduction):
             lines.append(f"Validation {name}: no completed epoch with a validation measurement on one side.")
             continue
-        paper_text = f"the paper reports {_paper_points(experiment, metric)} points" if paper_points else "the paper gives no figure"
+        paper_text = (
+            f"the paper reports {_paper_points(experiment, metric)} points" if paper_points else "the paper gives no figure"
+        )
         effect = (
             f"gave {abs(reduction):.2f} points {'lower' if reduction > 0 else 'higher'} error"
             if reduction != 0
@@ -380,9 +384,17 @@ def _ablation(experiment: Experiment, records: list[RunRecord], report: dict[str
     series = []
     for r in records:
         with_val = [e for e in r.epochs if e["val_top1"] is not None]
-        x, y = downsample(np.array([e["epoch"] + 1 for e in with_val], np.float64), np.array([e["val_top1"] for e in with_val], np.float64))
+        x, y = downsample(
+            np.array([e["epoch"] + 1 for e in with_val], np.float64), np.array([e["val_top1"] for e in with_val], np.float64)
+        )
         series.append({"variant": r.variant, "label": r.label, "seed": r.seed, "x": x, "y": y})
-    report["curves"] = {"title": "Validation top-1 error per epoch", "x_label": "epoch", "y_label": "validation top-1 error", "series": series, "hline": None}
+    report["curves"] = {
+        "title": "Validation top-1 error per epoch",
+        "x_label": "epoch",
+        "y_label": "validation top-1 error",
+        "series": series,
+        "hline": None,
+    }
     report["bars"] = {
         "title": "Final validation error (each dot one seed; bars: mean ± std)",
         "groups": [name for _, name in metrics],

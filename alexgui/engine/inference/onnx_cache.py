@@ -54,7 +54,10 @@ def exported_predictor(
 def export_key(predictor: TorchPredictor, fp16: bool, opset: int) -> str:
     """What distinguishes one export from another: weights, classes, preprocessing, precision, opset."""
     h = hashlib.sha256()
-    stats = {k: hashlib.sha256(v.float().contiguous().numpy().tobytes()).hexdigest() for k, v in stat_tensors(predictor.preprocess).items()}
+    stats = {
+        k: hashlib.sha256(v.float().contiguous().numpy().tobytes()).hexdigest()
+        for k, v in stat_tensors(predictor.preprocess).items()
+    }
     h.update(json.dumps([predictor.fingerprint, predictor.class_names, predictor.preprocess.describe(), stats,
                          "float16" if fp16 else "float32", opset, FORMAT_VERSION], sort_keys=True).encode())
     return h.hexdigest()[:16]

@@ -121,7 +121,7 @@ def export_onnx(
             verify=False,
             verbose=False,
         )
-    except Exception as e:  # the exporter raises many types; the user needs the first line
+    except Exception as e:  # noqa: BLE001 - the exporter raises many types; the user needs the first line
         raise ExportError(out, f"the ONNX exporter failed ({type(e).__name__}: {_first_line(e)})") from None
     if program is None:
         raise ExportError(out, "the ONNX exporter returned no program")

@@ -90,7 +90,12 @@ def provider_chain(device: str) -> tuple[list[str], int]:
     if index and not index.isdigit():
         raise ValueError(f"device {device!r}: the GPU index after ':' must be a number")
     gpu = int(index) if index else 0
-    chains = {"auto": ["tensorrt", "cuda", "cpu"], "cpu": ["cpu"], "cuda": ["cuda", "cpu"], "tensorrt": ["tensorrt", "cuda", "cpu"]}
+    chains = {
+        "auto": ["tensorrt", "cuda", "cpu"],
+        "cpu": ["cpu"],
+        "cuda": ["cuda", "cpu"],
+        "tensorrt": ["tensorrt", "cuda", "cpu"],
+    }
     if kind not in chains or (kind in ("auto", "cpu") and index):
         raise ValueError(f"device {device!r}: expected auto, cpu, cuda[:N] or tensorrt[:N]")
     return chains[kind], gpu
@@ -214,7 +219,7 @@ def _new_session(
         return ort.InferenceSession(
             str(path), options, providers=providers, provider_options=provider_options, enable_fallback=0
         )
-    except Exception as e:  # onnxruntime raises its own pybind types (Fail, InvalidProtobuf, ...)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own pybind types (Fail, InvalidProtobuf, ...)
         raise OnnxModelError(path, _session_problem(e)) from None
 
 
@@ -408,7 +413,7 @@ class OnnxPredictor(Predictor):
                 self._session.run_with_iobinding(binding)
                 return list(binding.copy_outputs_to_cpu())
             return list(self._session.run(names, {self._layout.input_name: x}))
-        except Exception as e:  # onnxruntime's pybind error types
+        except Exception as e:  # noqa: BLE001 - onnxruntime's pybind error types
             raise OnnxModelError(self.path, f"inference failed ({_session_problem(e)})") from None
 
     def describe(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 The paper trained on two GTX 580s, one tower each; the towers exchange activations only where the
 paper connects them (into conv3, fc6, fc7 and fc8). `place_model(model, "cuda:0,cuda:1")` puts tower 0
 and fc8 (so also the loss) on the first device and tower 1 on the second. Any two devices work,
-including "cpu,cpu" and "cuda:0,cuda:0" (engine/devices.py parses them), so the two-tower path is testable on any machine: with two
+including "cpu,cpu" and "cuda:0,cuda:0" (engine/devices.py parses them), so the two-tower path is testable on any
+machine: with two
 slots the towers always get their own copy of every cross-tower input, whether or not the devices
 differ, exactly as they would on two GPUs.
 

@@ -47,9 +47,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', not {mode!r}")
     with atomic_target(path) as tmp:
         if mode == "wb":
-            f: IO[Any] = open(tmp, "wb")  # noqa: SIM115 - closed below before the rename
+            f: IO[Any] = open(tmp, "wb")
         else:
-            f = open(tmp, "w", encoding=encoding or "utf-8", newline="")  # noqa: SIM115
+            f = open(tmp, "w", encoding=encoding or "utf-8", newline="")
         with f:  # closing flushes; atomic_target fsyncs the file before the rename
             yield f
 

@@ -253,7 +253,7 @@ def _load_safetensors(path: Path, device: str | torch.device) -> Checkpoint:
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except CheckpointError:
         raise
-    except Exception as e:  # safetensors raises its own error type, OSError, or RuntimeError for devices
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type, OSError, or RuntimeError for devices
         raise CheckpointError(path, f"not a readable safetensors file ({first_line(e)})") from None
     return Checkpoint(path, tensors, _parse_meta(path, metadata))
 
@@ -276,7 +276,7 @@ def _load_torch(path: Path, device: str | torch.device) -> dict[str, torch.Tenso
             # Raised for pickles not written by torch.save; the restricted unpickler still applies.
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             obj = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - torch.load's errors become a CheckpointError below
         message = str(e)
         if "Weights only load failed" in message:
             raise CheckpointError(

@@ -118,27 +118,6 @@ def _train_events(
         yield trainer.emit(Failed(trainer.step, trainer.epoch, message=message, checkpoint=trainer.last_saved))
 
 
-def _train_events(
-    cfg: RunConfig, run: RunDir, control: TrainControl, resume: bool, dist: DistContext | None
-) -> Iterator[Event]:
-    trainer = _Trainer(cfg, run, control, dist or SINGLE_PROCESS)
-    try:
-        yield from trainer.run(resume)
-    except Cancelled:
-        yield trainer.emit(Stopped(trainer.step, trainer.epoch, checkpoint=trainer.last_saved))
-    except AlexguiError as e:  # their messages are written for the user
-        yield trainer.emit(Failed(trainer.step, trainer.epoch, message=str(e), checkpoint=trainer.last_saved))
-    except torch.cuda.OutOfMemoryError:
-        message = (
-            f"{cfg.train.device} ran out of memory at batch size {cfg.train.batch_size}. "
-            "Try a smaller batch size, bf16, or another device."
-        )
-        yield trainer.emit(Failed(trainer.step, trainer.epoch, message=message, checkpoint=trainer.last_saved))
-    except Exception as e:  # noqa: BLE001 - the run must end with an event the user can read
-        message = f"training stopped by an unexpected error: {type(e).__name__}: {e}"
-        yield trainer.emit(Failed(trainer.step, trainer.epoch, message=message, checkpoint=trainer.last_saved))
-
-
 class _Trainer:
     """One run: its settings (a copy: resuming takes the network from the checkpoint), its place in
     the schedule, and the model, optimiser and data while it trains."""

@@ -255,7 +255,8 @@ class ProbabilityBars(QWidget):
             painter.setBrush(BAR_GREEN if is_true else BAR_BLUE)
             painter.drawRoundedRect(QRectF(label_w, y + 3, max(1.0, bar_w * prob), self.ROW - 6), 2, 2)
             painter.setPen(text_color)
-            painter.drawText(QRectF(label_w + bar_w + 4, y, percent_w, self.ROW), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            painter.drawText(QRectF(label_w + bar_w + 4, y, percent_w, self.ROW),
+                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                              f"{100 * prob:.1f}%")
         painter.end()
 

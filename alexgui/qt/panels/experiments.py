@@ -144,7 +144,9 @@ class ExperimentsPanel(JobMixin, QWidget):
         self.seeds = self._spin(1, 20, 1, "Runs per variant with seeds 0..K-1; 3 or more to see whether an effect "
                                 "stands out of the seed-to-seed noise")  # fmt: skip
         self.batch_size = self._spin(1, 4096, 128, "Images per step (paper: 128)")
-        self.crop = self._spin(32, 224, 224, "Training crop; the paper's is 224. Smaller is faster on a CPU but not the paper's input")
+        self.crop = self._spin(
+            32, 224, 224, "Training crop; the paper's is 224. Smaller is faster on a CPU but not the paper's input"
+        )
         self.device = device_box(devices)
         form = QFormLayout()
         form.addRow("Experiment", self.experiment)
