@@ -14,6 +14,7 @@ from types import ModuleType
 
 from alexgui import __version__
 from alexgui.engine.training.memory import share_one_heap
+from alexgui.errors import AlexguiError
 
 # Order is the order of `alexgui --help`.
 COMMANDS = ("gui", "train", "summary", "classify", "index", "neighbours", "export", "experiment")
@@ -41,7 +42,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before any thread exists: threads that already allocate keep their own heaps (engine/memory.py).
+    # Before any thread exists: threads that already allocate keep their own heaps (engine/training/memory.py).
     share_one_heap()
     parser, modules = build_parser()
     args = parser.parse_args(argv)
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
     try:
         return int(modules[args.command].run(args) or 0)
+    except AlexguiError as e:  # a problem written for the user that no command caught: say it, no traceback
+        print(f"alexgui {args.command}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("alexgui: interrupted", file=sys.stderr)
         return 130

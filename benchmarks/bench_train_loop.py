@@ -1,6 +1,6 @@
 """Engine overhead and the decoded-image cache, measured side by side in one process.
 
-1. Training images/s of alexgui's loop (engine.train: events, metrics log, augmentation, checkpoint
+1. Training images/s of alexgui's loop (engine.training.loop.train: events, metrics log, augmentation, checkpoint
    bookkeeping) against a minimal plain PyTorch loop on the same model, batch, device and cached
    images, alternated A B A B after a warm-up; medians of per-step times. Goal: ratio >= 0.95.
 2. Epoch time reading the decoded uint8 cache against decoding the image files every epoch.
@@ -38,7 +38,7 @@ REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "im
 
 
 def engine_step_times(cfg: RunConfig, steps: int, workdir: Path) -> list[float]:
-    """Seconds per step of engine.train, measured from its own events (the first step is warm-up)."""
+    """Seconds per step of engine.training.loop.train, measured from its own events (the first step is warm-up)."""
     cfg = RunConfig.from_dict(cfg.to_dict())
     cfg.train.max_steps = steps + 1
     run = RunDir.create(Path(tempfile.mkdtemp(dir=workdir)) / "run", cfg)

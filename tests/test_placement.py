@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from alexgui.engine.events import StepDone
-from alexgui.engine.model import placement
 from alexgui.engine.model.paper import PaperAlexNet
 from alexgui.engine.model.placement import (
     PlacementError,
@@ -90,7 +89,7 @@ def test_traffic_counts_what_passes_between_the_towers() -> None:
 def test_single_device_model_reports_no_tower_stats() -> None:
     model = place_model(paper(), "cpu")
     assert take_tower_stats(model) == (None, None)
-    assert placement.model_devices(model) == [torch.device("cpu")]
+    assert next(model.parameters()).device == torch.device("cpu")
 
 
 def test_checkpoints_load_across_placements(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ Measures (the report states each in words too):
   a level every working run passes early, so both activations have a number to compare.
 - ablations: the validation top-1 and top-5 error of each run's last completed epoch, and the
   reduction the paper's choice brings (other variant minus paper's, in percentage points).
-- towers: the mean colour specificity (engine/filters.py) of each tower's conv1 kernels at each
+- towers: the mean colour specificity (engine/understand/kernels.py) of each tower's conv1 kernels at each
   snapshot and in the final checkpoint; the colour tower is the one with the higher final score.
 """
 
@@ -417,7 +417,7 @@ def _paper_points(experiment: Experiment, metric: str) -> str:
 
 
 def _towers(records: list[RunRecord], report: dict[str, Any], images: dict[str, np.ndarray]) -> None:
-    per_run = []
+    per_run: list[dict[str, Any]] = []
     series = []
     lines = []
     for r in records:

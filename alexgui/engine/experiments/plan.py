@@ -114,7 +114,7 @@ def plan(experiment: Experiment, out: Path, options: ExperimentOptions) -> list[
 
 
 def tower_scores(conv1: Any) -> dict[int, float]:
-    """Mean colour specificity (engine/filters.py) of each tower's conv1 kernels, (96, 3, 11, 11) in."""
+    """Mean colour specificity (engine/understand/kernels.py) of each tower's conv1 kernels, (96, 3, 11, 11) in."""
     return tower_specificity(conv1, conv1_towers(conv1.shape[0]))
 
 

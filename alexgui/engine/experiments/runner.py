@@ -1,6 +1,6 @@
 """Run an experiment: every variant x seed as an ordinary run directory, then the report.
 
-    OUT/<variant>-seed<k>/     a run directory (RunDir.create + engine.train), openable in the monitor
+    OUT/<variant>-seed<k>/     a run directory (RunDir.create + training.loop.train), openable in the monitor
     OUT/report.json, report.md, *.png
 
 Re-running the same command picks up where it stopped: a run whose metrics.jsonl ends with a Finished

@@ -30,6 +30,7 @@ from alexgui.config import ConfigError, ModelConfig, RunConfig
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.data.labels import true_class
 from alexgui.engine.data.transforms import Preprocess, mean_over_crops
+from alexgui.engine.devices import parse_device
 from alexgui.engine.model.base import AlexNetBase
 from alexgui.engine.model.networks import build_model
 from alexgui.engine.model.torchvision_alexnet import (
@@ -100,7 +101,7 @@ class TorchPredictor(Predictor):
     ) -> None:
         if len(class_names) != model.num_classes:
             raise PredictorError(f"{source}: {len(class_names)} class names for a {model.num_classes}-class model")
-        self.device = torch.device(device)
+        self.device = parse_device(device) if isinstance(device, str) else torch.device(device)
         self.model = model.to(self.device).eval()
         self.preprocess = preprocess.to(self.device)
         self.class_names = list(class_names)

@@ -149,14 +149,6 @@ def place_model(model: AlexNetBase, devices: str | Sequence[torch.device]) -> Al
     return model
 
 
-def model_devices(model: nn.Module) -> list[torch.device]:
-    """The devices a placed model occupies, the first one (inputs, fc8, loss) first."""
-    placement = getattr(model, "placement", None)
-    if isinstance(placement, TwoTowerPlacement):
-        return list(placement.placed_on)
-    return [next(model.parameters()).device]
-
-
 def take_tower_stats(model: nn.Module) -> tuple[list[float] | None, int | None]:
     """(per-tower forward ms, bytes between towers) since the last call; (None, None) on one device."""
     placement = getattr(model, "placement", None)

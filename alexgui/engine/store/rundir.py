@@ -52,11 +52,21 @@ _CHUNK = 64 * 1024
 
 
 class RunDirError(AlexguiError):
-    """A run folder that cannot be created, opened or written; the message names the path."""
+    """A run folder that cannot be created, opened or written; the message names the path.
+
+    str() is the message as given (it already names the path, so AlexguiError's "PATH: problem"
+    would name it twice); `.problem` is the message without a leading "PATH: ".
+    """
+
+    path: str
 
     def __init__(self, message: str, path: str | os.PathLike[str]) -> None:
         super().__init__(message)
         self.path = str(path)
+        self.problem = message.removeprefix(f"{self.path}: ")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
     def __reduce__(self) -> tuple[type[RunDirError], tuple[str, str]]:
         return (type(self), (str(self), self.path))
@@ -191,31 +201,8 @@ class RunDir:
     def events(self) -> tuple[list[Event], list[str]]:
         return read_events(self.metrics_path)
 
-    def list_checkpoints(self) -> list[Path]:
-        """The run's .safetensors files, newest first."""
-        try:
-            found = [p for p in self.checkpoints_dir.glob("*.safetensors") if p.is_file()]
-        except OSError:
-            return []
-
-        def mtime(p: Path) -> float:
-            try:
-                return p.stat().st_mtime
-            except OSError:
-                return 0.0
-
-        return sorted(found, key=lambda p: (-mtime(p), p.name))
-
     def write_preflight(self, report: dict[str, Any]) -> None:
         atomic_write_text(self.preflight_path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-
-    def read_preflight(self) -> dict[str, Any] | None:
-        """The pre-flight report, or None when there is none or it cannot be read."""
-        try:
-            data = json.loads(self.preflight_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return None
-        return data if isinstance(data, dict) else None
 
     def _open_for_append(self) -> int:
         new_file = not self.metrics_path.exists()
@@ -268,7 +255,9 @@ def encode_event(event: Event) -> bytes:
     """One metrics.jsonl line, newline included: the JSON of event.to_dict()."""
     # The same dict as event.to_dict() without dataclasses.asdict's deep copy, which is most of the
     # cost of a step line; json.dumps copies nothing anyway.
-    d = {"type": event.type, **{name: getattr(event, name) for name in _field_names(type(event))}}
+    # The ignore: functools.cache takes Hashable arguments and mypy does not count a class as one
+    # (python/mypy#11470); a class is hashable.
+    d = {"type": event.type, **{name: getattr(event, name) for name in _field_names(type(event))}}  # type: ignore[arg-type]
     try:
         text = json.dumps(d, allow_nan=False, ensure_ascii=False)
     except ValueError:  # a NaN or infinity somewhere: rare, so only then walk the values
@@ -284,7 +273,7 @@ def decode_event(d: dict[str, Any]) -> Event:
     """
     cls = _event_class(d)
     if cls is not None:
-        scalars, lists = _float_fields(cls)
+        scalars, lists = _float_fields(cls)  # type: ignore[arg-type]  # a class is hashable: python/mypy#11470
         for name in scalars:
             d[name] = _decode_float(d.get(name))
         for name in lists:
@@ -354,9 +343,9 @@ class MetricsFollower:
                 self._restart()
             return []
         except OSError as e:
-            problem = f"{self.path}: cannot read ({e.strerror or e})"
-            if not self.problems or self.problems[-1] != problem:
-                self.problems.append(problem)
+            unreadable = f"{self.path}: cannot read ({e.strerror or e})"
+            if not self.problems or self.problems[-1] != unreadable:
+                self.problems.append(unreadable)
             return []
         with f:
             st = os.fstat(f.fileno())

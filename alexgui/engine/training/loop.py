@@ -89,7 +89,7 @@ def train(
 ) -> Iterator[Event]:
     """Train per `cfg`, writing to `run`; yields events until Finished, Stopped or Failed.
 
-    `dist` places this process in a data-parallel run (see engine/distributed.py); None: one process.
+    `dist` places this process in a data-parallel run (see training/distributed.py); None: one process.
     """
     with reusing_freed_memory():  # steps reuse the last step's memory (see engine/memory.py)
         # The run's model, optimiser and gradients are freed when _train_events ends, before the

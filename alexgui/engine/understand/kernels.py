@@ -23,7 +23,7 @@ _EPS = 1e-12
 def _as_numpy(weights: object) -> np.ndarray:
     """Accept a numpy array or a torch tensor (without importing torch here)."""
     if hasattr(weights, "detach"):
-        weights = weights.detach().to("cpu").float().numpy()  # type: ignore[attr-defined]
+        weights = weights.detach().to("cpu").float().numpy()
     arr = np.asarray(weights, dtype=np.float32)
     return arr
 
