@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
 #   make run   - create .venv if missing, install, launch the app (demo data when you have none)
-#   make test  - create .venv if missing, install with test extras, run the whole suite headless
+#   make test  - create .venv if missing, install with test extras, run ruff, mypy, the import
+#                contracts and the whole suite headless
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ BIN := $(VENV)/bin
 TESTED_PINS := torch==2.15.0 torchvision==0.29.2 PySide6-Essentials==6.11.3
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench gpu-suite gpu-suite-publish clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/alexgui
 
+# Lint, types and the layer contracts first (seconds), then the suite.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Each benchmark measures its ratios side by side in one run; figures go to benchmarks/README.md.
@@ -40,6 +45,18 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_inference
 	$(BIN)/python -m benchmarks.bench_retrieval
 	$(BIN)/python -m benchmarks.bench_train_gpu
+
+# The GPU suite (benchmarks/README.md says how to run it on the device machine): here it runs on this
+# machine's GPU, or with SUITE_ARGS=--dry-run on the CPU at toy size. runs/ is git-ignored.
+SUITE_DATA ?= ../shared/data/imagenette-224-mini
+SUITE_OUT ?= runs/gpu-suite
+gpu-suite: $(STAMP)
+	$(BIN)/python -m benchmarks.gpu_suite --data $(SUITE_DATA) --out $(SUITE_OUT) $(SUITE_ARGS)
+
+# Copy a result the device machine sent back (RESULT=its files_at folder) into benchmarks/README.md and
+# docs/experiments/, for review and commit.
+gpu-suite-publish: $(STAMP)
+	$(BIN)/python -m benchmarks.gpu_suite.publish $(RESULT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -5,7 +5,7 @@ Measured in one process, alternated A B A B after a warm-up, medians over rounds
 1. synthetic  inputs already on the device (no input pipeline): alexgui's paper model (two towers,
               LRN, on one device or one tower per device) against torchvision.models.alexnet in the
               plainest loop (same precision, memory format, batch, optimizer); ratio paper / torchvision.
-2. real data  engine.train on real JPEGs (../shared/data/imagenette-224-mini through the decoded-image
+2. real data  engine.training.loop.train on real JPEGs (../shared/data/imagenette-224-mini through the decoded-image
               cache, pinned memory, non_blocking copies, augmentation on the device): ratio of its
               images/s to the paper model's synthetic images/s, i.e. how well the pipeline keeps the
               device fed (goal on a GPU: >= 0.8).
@@ -110,7 +110,7 @@ def images_per_s(step: Callable, x: torch.Tensor, y: torch.Tensor, steps: int, d
 
 
 def real_data_images_per_s(args: argparse.Namespace, workdir: Path) -> float:
-    """engine.train on the real JPEGs; median images/s of its steps after the warm-up ones."""
+    """engine.training.loop.train on the real JPEGs; median images/s of its steps after the warm-up ones."""
     cfg = RunConfig()
     cfg.data.data = str(REAL_DATA)
     cfg.data.workers = 0
@@ -223,7 +223,7 @@ def main() -> None:
           f"{synthetic['paper'] / synthetic['torchvision']:.3f} (vs torchvision) | "
           f"{mfu('paper', synthetic['paper'])} |")  # fmt: skip
     if real is not None:
-        print(f"| real JPEGs via cache, engine.train | paper (alexgui) | {real:.1f} | "
+        print(f"| real JPEGs via cache, engine.training.loop.train | paper (alexgui) | {real:.1f} | "
               f"{real / synthetic['paper']:.3f} (vs paper synthetic) | {mfu('paper', real)} |")  # fmt: skip
     else:
         print(f"| real JPEGs | skipped ({REAL_DATA} absent or --no-real-data) | | | |")
