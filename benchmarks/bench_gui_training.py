@@ -34,7 +34,7 @@ from pathlib import Path
 if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from alexgui.engine.training.memory import share_one_heap  # noqa: E402
+from alexgui.engine.training.memory import share_one_heap
 
 share_one_heap()  # as `alexgui` does at start, before torch starts a thread
 
@@ -43,8 +43,9 @@ from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from alexgui.config import RunConfig  # noqa: E402
-from alexgui.qt.app import MainWindow, apply_theme, ensure_app, freeze_startup_heap  # noqa: E402
+from alexgui.qt.app import apply_theme, ensure_app, freeze_startup_heap  # noqa: E402
 from alexgui.qt.explorer import install_explorer  # noqa: E402
+from alexgui.qt.main_window import MainWindow  # noqa: E402
 from alexgui.qt.panels.monitor import TrainSettingsForm  # noqa: E402
 from alexgui.qt.settings import AppSettings, open_settings  # noqa: E402
 from benchmarks.headless import alexgui_train, train_in_child  # noqa: E402

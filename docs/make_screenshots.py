@@ -24,17 +24,17 @@ from pathlib import Path
 if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import torch  # noqa: E402
-from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
-from PySide6.QtWidgets import QWidget  # noqa: E402
+import torch
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtWidgets import QWidget
 
-from alexgui.commands import gui  # noqa: E402
-from alexgui.engine.data.demo import ensure_demo_dataset  # noqa: E402
+from alexgui.commands import gui
+from alexgui.engine.data.demo import ensure_demo_dataset
 from alexgui.engine.model.base import CONV_LAYERS
-from alexgui.engine.model.networks import build_model  # noqa: E402
-from alexgui.engine.store.rundir import RunDir  # noqa: E402
-from alexgui.paths import cache_dir  # noqa: E402
-from alexgui.qt.settings import AppSettings, open_settings  # noqa: E402
+from alexgui.engine.model.networks import build_model
+from alexgui.engine.store.rundir import RunDir
+from alexgui.paths import cache_dir
+from alexgui.qt.settings import AppSettings, open_settings
 
 DOCS = Path(__file__).resolve().parent
 
@@ -73,9 +73,9 @@ def main() -> int:
     shutil.copytree(args.run, run)  # training continues in a copy; the original stays as it was
     settings = AppSettings(open_settings("alexgui-screenshots", "alexgui"))
     settings.runs_root = work / "runs"
-    import alexgui.qt.app as app_module
+    import alexgui.qt.main_window as main_window_module
 
-    app_module.AppSettings = lambda: settings  # a private settings file: the user's are untouched
+    main_window_module.AppSettings = lambda: settings  # a private settings file: the user's are untouched
     app, window = gui.build(argparse.Namespace(run=[str(run)], data=None, model=None))
     window.resize(1280, 800)
     window.show()

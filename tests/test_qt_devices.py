@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from alexgui.engine.devices import TWO_TOWERS_LABEL
-from alexgui.qt.app import MainWindow
+from alexgui.qt.main_window import MainWindow
 from alexgui.qt.panels.experiments import ExperimentsPanel
 
 

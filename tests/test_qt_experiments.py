@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("pytestqt")
 
 
-from alexgui.qt.panels.experiments import ExperimentsPanel  # noqa: E402
-from tests.helpers import make_dataset  # noqa: E402
+from alexgui.qt.panels.experiments import ExperimentsPanel
+from tests.helpers import make_dataset
 
 WAIT_MS = 120_000
 

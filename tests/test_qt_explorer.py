@@ -11,8 +11,8 @@ from PySide6.QtWidgets import QDockWidget
 
 from alexgui.commands import gui
 from alexgui.engine.inference.sources import load_predictor
-from alexgui.qt.app import MainWindow
 from alexgui.qt.explorer import install_explorer
+from alexgui.qt.main_window import MainWindow
 from alexgui.qt.settings import AppSettings
 from tests.explore_helpers import (
     MeanColourPredictor,
@@ -36,7 +36,7 @@ def window(qtbot, qt_settings: AppSettings) -> MainWindow:
 
 
 def test_gui_command_docks_every_panel(qtbot, qt_settings: AppSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("alexgui.qt.app.AppSettings", lambda: qt_settings)
+    monkeypatch.setattr("alexgui.qt.main_window.AppSettings", lambda: qt_settings)
     app, w = gui.build(argparse.Namespace(run=[], data=None, model=None))
     qtbot.addWidget(w)
     titles = {d.windowTitle() for d in w.findChildren(QDockWidget)}

@@ -11,22 +11,22 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QImage  # noqa: E402
-from PySide6.QtWidgets import QApplication, QMessageBox, QWidget  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QImage
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
-from alexgui.engine.inference.predict import PredictorError  # noqa: E402
-from alexgui.engine.inference.sources import load_predictor  # noqa: E402
-from alexgui.engine.model import zoo  # noqa: E402
-from alexgui.qt import job_progress  # noqa: E402
-from alexgui.qt.job_mixin import JobMixin  # noqa: E402
-from alexgui.qt.panels import classify  # noqa: E402
-from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser, weights_not_here  # noqa: E402
-from alexgui.qt.panels.feature_maps import FeatureMapsPanel  # noqa: E402
-from alexgui.qt.panels.filters import FiltersPanel  # noqa: E402
-from alexgui.qt.panels.retrieval import RetrievalPanel  # noqa: E402
-from alexgui.qt.workers import Job  # noqa: E402
-from tests.explore_helpers import (  # noqa: E402
+from alexgui.engine.inference.predict import PredictorError
+from alexgui.engine.inference.sources import load_predictor
+from alexgui.engine.model import zoo
+from alexgui.qt import job_progress
+from alexgui.qt.job_mixin import JobMixin
+from alexgui.qt.panels import classify
+from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser, weights_not_here
+from alexgui.qt.panels.feature_maps import FeatureMapsPanel
+from alexgui.qt.panels.filters import FiltersPanel
+from alexgui.qt.panels.retrieval import RetrievalPanel
+from alexgui.qt.workers import Job
+from tests.explore_helpers import (
     MeanColourPredictor,
     colour_image,
     small_torch_predictor,

@@ -12,7 +12,7 @@ import pytest
 from alexgui.config import RunConfig
 from alexgui.engine.events import RunStarted, StepDone, Stopped
 from alexgui.engine.store.rundir import RunDir
-from alexgui.qt.app import MainWindow
+from alexgui.qt.main_window import MainWindow
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[1]

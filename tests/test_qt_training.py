@@ -11,7 +11,7 @@ import pytest
 from alexgui.config import RunConfig
 from alexgui.engine.events import Failed, Finished, StepDone
 from alexgui.engine.store.rundir import read_events
-from alexgui.qt.app import MainWindow
+from alexgui.qt.main_window import MainWindow
 from alexgui.qt.session import TrainSession
 from tests.helpers import make_image
 
@@ -63,7 +63,7 @@ def test_start_pause_resume_stop_with_the_real_engine(qtbot, window: MainWindow,
         window.start_training()
     assert not window.act_start.isEnabled() and window.act_stop.isEnabled()
     assert not window.monitor.form.isEnabled()  # settings belong to the next run while this one trains
-    key = window._training_key
+    key = window.training.key
     assert key is not None
     qtbot.waitUntil(lambda: step_points(window, key) >= 2, timeout=120_000)
 
@@ -100,7 +100,7 @@ def test_closing_during_training_stops_writes_a_checkpoint_and_ends_the_thread(q
     window.monitor.form.set_config(tiny(dataset))
     window.show()
     window.start_training()
-    key = window._training_key
+    key = window.training.key
     qtbot.waitUntil(lambda: window.runs[key].history.step_count >= 1, timeout=120_000)
     asked = []
     window.confirm_stop_on_close = lambda: asked.append(True) or True  # type: ignore[method-assign]

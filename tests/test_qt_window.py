@@ -15,7 +15,8 @@ from alexgui.engine.events import EpochDone, Paused, RunStarted, StepDone
 from alexgui.engine.training.history import RunHistory
 from alexgui.engine.training.narrative import describe_event
 from alexgui.formatting import format_duration
-from alexgui.qt.app import MainWindow, has_display
+from alexgui.qt.app import has_display
+from alexgui.qt.main_window import MainWindow
 from alexgui.qt.panels.monitor import PRESETS
 from alexgui.qt.session import run_dir_name
 from alexgui.qt.settings import MAX_RECENT, AppSettings, open_settings
@@ -143,11 +144,9 @@ def test_a_dropped_folder_becomes_the_dataset_when_no_panel_takes_drops(window: 
     assert window.settings.recent("dataset") == [str(folder)]
 
 
-def test_export_and_model_hooks_say_not_available_until_connected(qtbot, window: MainWindow, tmp_path: Path) -> None:
+def test_export_and_model_hooks_reach_their_signals(qtbot, window: MainWindow, tmp_path: Path) -> None:
     model = tmp_path / "model.onnx"
     model.write_bytes(b"onnx")
-    assert window.open_model(model) is False
-    assert "not available" in window.statusBar().currentMessage()
     opened: list[Path] = []
     window.model_open_requested.connect(opened.append)
     assert window.open_model(model) is True
@@ -228,7 +227,7 @@ def test_gui_parser_and_build_open_runs_and_data(qtbot, qt_settings: AppSettings
     runs = [RunDir.create(tmp_path / name, RunConfig()).path for name in ("a", "b")]
     args = parser.parse_args(["gui", "--run", str(runs[0]), "--run", str(runs[1]), "--data", str(data)])
     assert args.func is gui.run and args.run == [str(r) for r in runs]
-    monkeypatch.setattr("alexgui.qt.app.AppSettings", lambda: qt_settings)
+    monkeypatch.setattr("alexgui.qt.main_window.AppSettings", lambda: qt_settings)
     _, window = gui.build(args)
     qtbot.addWidget(window)
     assert [e.path for e in window.runs.values()] == [r.resolve() for r in runs]
@@ -282,11 +281,11 @@ def test_decimation_keeps_peaks_and_the_newest_point() -> None:
 def test_plots_draw_news_one_plot_at_a_time(qtbot, window: MainWindow) -> None:
     h = RunHistory("r")
     h.add([StepDone(1, 0, batch=1, batches=10, loss=2.0, top1_err=0.9, top5_err=0.5, lr=0.01, images_per_s=5.0)])
-    entry = window._add_entry(h, None, "trained here")
-    window._refresh_views()
+    entry = window.registry.add(h, None, "trained here")
+    window.refresh_views()
     assert len(window.plots.curve(entry.key, "loss").getData()[0]) == 1  # a new run is drawn at once
     h.add([StepDone(2, 0, batch=2, batches=10, loss=1.9, top1_err=0.9, top5_err=0.5, lr=0.01, images_per_s=5.0)])
-    window._refresh_views()
+    window.refresh_views()
     lengths = [len(window.plots.curve(entry.key, s).getData()[0]) for s in ("loss", "top1_smooth", "lr", "ips")]
     assert lengths.count(2) == 1 and window.plots.pending  # the rest follow on the timer
     qtbot.waitUntil(lambda: not window.plots.pending, timeout=2_000)
@@ -313,7 +312,7 @@ def test_sticky_range_holds_still_while_the_data_grows_inside_it() -> None:
 
 def test_live_plots_keep_their_axes_while_steps_arrive_and_fit_the_data_after(qtbot, window: MainWindow) -> None:
     h = RunHistory("r")
-    entry = window._add_entry(h, None, "trained here")
+    entry = window.registry.add(h, None, "trained here")
 
     def step(i: int, loss: float) -> StepDone:
         return StepDone(i, 0, batch=i, batches=100, loss=loss, top1_err=0.9, top5_err=0.5, lr=0.01, images_per_s=5.0)

@@ -64,8 +64,9 @@ def build(args: argparse.Namespace):  # -> tuple[QApplication, MainWindow]; Qt t
     """The application and its window with the command line's runs, dataset and model opened."""
     from PySide6.QtCore import QTimer
 
-    from alexgui.qt.app import MainWindow, apply_theme, ensure_app
+    from alexgui.qt.app import apply_theme, ensure_app
     from alexgui.qt.explorer import install_explorer
+    from alexgui.qt.main_window import MainWindow
 
     app = ensure_app()
     apply_theme(app)

@@ -2,8 +2,10 @@
 
 The main window knows nothing of filters, classification or retrieval; this module docks those
 panels, routes the window's drops, model and export requests to them, feeds the filter grid from the
-training session, and keeps every panel on the same model: whichever panel the user picks a model
-in, the others follow.
+training session, and keeps every panel on the same model: the panels and their model choosers view
+one ExplorerModel (explorer_model.py), so whichever panel the user picks a model in, the others
+follow. With fast inference on, a PyTorch model is exported to ONNX Runtime in the background (the
+explorer's one job, from JobMixin) and the model becomes the ONNX one.
 """
 
 from __future__ import annotations
@@ -18,27 +20,32 @@ from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QTabBar, QWidget
 
 from alexgui.engine.inference.predict import Predictor, TorchPredictor
 from alexgui.engine.store.rundir import RunDir
-from alexgui.qt.app import MainWindow
+from alexgui.qt.explorer_model import ExplorerModel
 from alexgui.qt.export_dialog import ExportDialog
+from alexgui.qt.job_mixin import JobMixin
+from alexgui.qt.main_window import MainWindow
 from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser
 from alexgui.qt.panels.experiments import ExperimentsPanel
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel
 from alexgui.qt.panels.filters import FiltersPanel
 from alexgui.qt.panels.retrieval import RetrievalPanel
-from alexgui.qt.workers import Job
+from alexgui.qt.workers import describe_error
 
 RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
 RIGHT_DOCK_WIDTH = 380
 PLOTS_MIN_WIDTH = 460
 
 
-class Explorer(QObject):
+class Explorer(JobMixin, QObject):
+    """See the module docstring. Its one job (JobMixin) is the ONNX export for fast inference."""
+
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
+        self.model = ExplorerModel(self)
         self.filters = FiltersPanel()
-        self.classify = ClassifyPanel()
-        self.retrieval = RetrievalPanel()
+        self.classify = ClassifyPanel(model=self.model)
+        self.retrieval = RetrievalPanel(model=self.model)
         self.feature_maps = FeatureMapsPanel()
         self.experiments = ExperimentsPanel(
             out_root=Path(window.settings.runs_root) / "experiments", devices=window.devices
@@ -59,19 +66,17 @@ class Explorer(QObject):
         # Dock tab bars exist only once the window lays them out (no event filter: on PySide6 6.12
         # a Python event filter on the main window can crash the interpreter).
         QTimer.singleShot(0, self.unelide_tabs)
-        self._sharing = False
         self._training_run: Path | None = None
-        self._fast = False
         self._torch_twin: TorchPredictor | None = None  # the PyTorch model behind the ONNX one in use
-        self._convert_job: Job | None = None
+        self._convert_next: TorchPredictor | None = None  # to export once the job for an older model has ended
         self.inference_label = QLabel("Inference: no model")
         self.inference_label.setToolTip("Which backend runs the explorer's model, and on what")
         window.statusBar().addPermanentWidget(self.inference_label)
         self._new_run = False
 
+        self.model.changed.connect(self._on_model_changed)
+        self.model.fast_changed.connect(self._on_fast_changed)
         for chooser in self.choosers:
-            chooser.predictorChanged.connect(self._share_predictor)
-            chooser.fastToggled.connect(self.set_fast_inference)
             self._add_current_run_action(chooser)
         window.session.kernels.connect(self._on_kernels)
         window.session.run_started.connect(self._on_run_started)
@@ -104,62 +109,62 @@ class Explorer(QObject):
         self.classify.chooser.load(spec)
         self.docks["classify"].raise_()
 
-    def _share_predictor(self, predictor: Predictor | None) -> None:
-        if self._sharing:
-            return
-        self._sharing = True
-        try:
-            for chooser in self.choosers:
-                if chooser.predictor is not predictor:
-                    chooser.set_predictor(predictor)
-            if isinstance(predictor, TorchPredictor):
-                self.feature_maps.set_predictor(predictor)  # activations need the PyTorch model
-                if not self.window.session.is_running:
-                    self.filters.set_model(predictor.model)
-        finally:
-            self._sharing = False
+    def _on_model_changed(self, predictor: Predictor | None) -> None:
+        # The choosers follow the model themselves; the feature maps and filters need the PyTorch model.
+        if isinstance(predictor, TorchPredictor):
+            self.feature_maps.set_predictor(predictor)
+            if not self.window.session.is_running:  # while training, the filters show the live kernels
+                self.filters.set_model(predictor.model)
         self._show_backend(predictor)
-        if self._fast and isinstance(predictor, TorchPredictor):
+        if self.model.fast and isinstance(predictor, TorchPredictor):
             self._convert(predictor)
 
     # -- fast inference -------------------------------------------------------------------------
 
     def set_fast_inference(self, on: bool) -> None:
         """Run the shared model on ONNX Runtime (exported once and cached) or back on PyTorch."""
-        self._fast = on
-        for chooser in self.choosers:
-            chooser.fast.blockSignals(True)
-            chooser.fast.setChecked(on)
-            chooser.fast.blockSignals(False)
-        current = self.classify.predictor
+        self.model.set_fast(on)
+
+    def _on_fast_changed(self, on: bool) -> None:
+        current = self.model.predictor
         if on and isinstance(current, TorchPredictor):
             self._convert(current)
         elif not on and self._torch_twin is not None and not isinstance(current, TorchPredictor):
             twin, self._torch_twin = self._torch_twin, None
-            self._share_predictor(twin)
+            self.model.set_predictor(twin)
+        elif not on:
+            self._show_backend(current)  # not "exporting…" any more: an export under way is ignored when it ends
 
     def _convert(self, predictor: TorchPredictor) -> None:
-        if self._convert_job is not None and self._convert_job.is_running():
-            self._convert_job.cancel()
         self.inference_label.setText("Inference: exporting to ONNX Runtime…")
-        job = Job(_to_onnx, predictor, parent=self)
+        if self.is_busy():
+            # An export cannot be cut short; this one starts when it has ended (job_done), if still wanted.
+            self._convert_next = predictor
+            self.cancel()
+            return
+        job = self.new_job(_to_onnx, predictor)
         job.yielded.connect(lambda onnx: self._use_onnx(predictor, onnx))
-        job.failed.connect(self._on_convert_failed)
-        self._convert_job = job
+        job.errored.connect(self._on_convert_failed)
         job.start()
 
+    def job_done(self, cancelled: bool) -> None:
+        predictor, self._convert_next = self._convert_next, None
+        if predictor is not None and self.model.fast and self.model.predictor is predictor:
+            self._convert(predictor)
+
     def _use_onnx(self, torch_predictor: TorchPredictor, onnx: Predictor) -> None:
-        if not self._fast or self.classify.predictor is not torch_predictor:
+        if not self.model.fast or self.model.predictor is not torch_predictor:
             return  # switched off, or another model was picked meanwhile
         self._torch_twin = torch_predictor
-        self._share_predictor(onnx)
+        self.model.set_predictor(onnx)
         for warning in getattr(onnx, "warnings", []):
             self.window.log.add_message(f"ONNX Runtime: {warning}", level="warn")
 
-    def _on_convert_failed(self, message: str) -> None:
+    def _on_convert_failed(self, error: BaseException) -> None:
         self.set_fast_inference(False)
-        self._show_backend(self.classify.predictor)
-        self.window.show_error("Fast inference is not available", f"The model could not run on ONNX Runtime:\n{message}")
+        self._show_backend(self.model.predictor)
+        self.window.show_error("Fast inference is not available",
+                               f"The model could not run on ONNX Runtime:\n{describe_error(error)}")
 
     def _show_backend(self, predictor: Predictor | None) -> None:
         if predictor is None:
@@ -201,7 +206,7 @@ class Explorer(QObject):
     def _on_training_finished(self, final: str) -> None:
         # A first-time user trains on the demo, then drops a picture: classify with what was just trained.
         run = self._training_run
-        if run is not None and self.classify.predictor is None and RunDir(run).last_checkpoint.exists():
+        if run is not None and self.model.predictor is None and RunDir(run).last_checkpoint.exists():
             self.load_model(str(run))
 
     # -- drops, export --------------------------------------------------------------------------
@@ -218,16 +223,15 @@ class Explorer(QObject):
             self.feature_maps.set_image(path)
 
     def show_export(self) -> None:
-        predictor = self.classify.predictor
-        source = predictor.source if predictor is not None else (str(self._training_run or ""))
+        source = self.model.source or str(self._training_run or "")
         dialog = ExportDialog(self.window, source)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
 
-    def shutdown(self) -> None:
-        if self._convert_job is not None:
-            self._convert_job.cancel()
-            self._convert_job.wait()
+    def shutdown(self) -> None:  # no arguments: also connected to window.destroyed, which passes the window
+        """Stop every background job and wait for its thread (the window is closing)."""
+        self._convert_next = None
+        JobMixin.shutdown(self)
         for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments):
             panel.shutdown()
 

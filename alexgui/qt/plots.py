@@ -21,11 +21,10 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QResizeEvent
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QStackedLayout, QWidget
 
-from alexgui.qt.session import RunHistory
+from alexgui.engine.training.history import RunHistory
 
 # A calm dark theme; the style sheet in resources/style.qss uses the same values.
 BACKGROUND = "#1b1f24"
-PANEL = "#22272e"
 FOREGROUND = "#c9d1d9"
 MUTED = "#8b949e"
 GRID_ALPHA = 0.12

@@ -4,8 +4,7 @@
 app's one worker family) on a thread of its own; the job queues the events, and the session hands
 them to the GUI in one batch a second (DRAIN_MS), so that drawing takes little from training.
 `RunWatcher` follows a run directory written by another process (`alexgui train`, maybe on another
-machine and a shared disk). Both feed a `RunHistory` (alexgui.engine.training.history, Qt-free),
-which is re-exported here for the window's views.
+machine and a shared disk). Both feed a `RunHistory` (alexgui.engine.training.history, Qt-free).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from alexgui.config import RunConfig
 from alexgui.engine.events import Event, Failed, Finished, Paused, Resumed, Stopped
-from alexgui.engine.training.history import RunHistory  # noqa: F401 - re-exported: the views import it from here
 from alexgui.qt.workers import Job
 
 if TYPE_CHECKING:  # for the hints only: as before, the session imports them where it uses them
@@ -85,7 +83,7 @@ def _training(
         traceback.print_exc()
         try:
             run.append(failed)
-        except Exception:  # noqa: BLE001, S110 - the run directory may be the thing that failed
+        except Exception:  # noqa: BLE001 - the run directory may be the thing that failed
             pass
         yield failed
 

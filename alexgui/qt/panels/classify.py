@@ -7,7 +7,8 @@ and the inference time. A file that is not an image gets a card saying why; the 
 Inference runs on a worker thread; big drops show progress and can be cancelled.
 
 `ModelChooser` (also used by the retrieval panel) picks the model: a checkpoint, a run folder, an
-ONNX file, or torchvision's ImageNet AlexNet from the model zoo.
+ONNX file, or torchvision's ImageNet AlexNet from the model zoo. It is a view of an ExplorerModel:
+given the explorer's, every chooser and panel shows and uses the same model.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from alexgui.engine.inference.predict import (
 )
 from alexgui.engine.inference.sources import load_predictor
 from alexgui.engine.model import zoo
+from alexgui.qt.explorer_model import ExplorerModel
 from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.job_progress import JobProgress, megabytes_text
 from alexgui.qt.panels.filters import numpy_to_qimage
@@ -96,15 +98,15 @@ def weights_not_here(error: BaseException) -> bool:
 
 
 class ModelChooser(JobMixin, QWidget):
-    """A button with a menu of model sources and a label naming the current model."""
+    """A button with a menu of model sources and a label naming the model of `model` (its own
+    ExplorerModel when none is given); a model loaded here is set there."""
 
-    predictorChanged = Signal(object)  # Predictor
+    predictorChanged = Signal(object)  # Predictor, whoever set it
     loadFailed = Signal(str)
-    fastToggled = Signal(bool)  # the "Fast inference (ONNX Runtime)" switch
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, model: ExplorerModel | None = None) -> None:
         super().__init__(parent)
-        self.predictor: Predictor | None = None
+        self.model = model if model is not None else ExplorerModel(self)
         self.failure = ""  # the last load error, for display and tests
         self.button = QToolButton()
         self.button.setText("Model")
@@ -127,7 +129,10 @@ class ModelChooser(JobMixin, QWidget):
             "Run this model with ONNX Runtime (TensorRT, then CUDA, then the CPU). A PyTorch model is "
             "exported once, checked and cached; the answers stay the same."
         )
-        self.fast.toggled.connect(self.fastToggled)
+        self.fast.setChecked(self.model.fast)
+        self.fast.toggled.connect(self.model.set_fast)
+        self.model.fast_changed.connect(self.fast.setChecked)
+        self.model.changed.connect(self._show_predictor)
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.button)
@@ -138,8 +143,14 @@ class ModelChooser(JobMixin, QWidget):
         layout.addLayout(row)
         layout.addWidget(self.fast)
 
+    @property
+    def predictor(self) -> Predictor | None:
+        return self.model.predictor
+
     def set_predictor(self, predictor: Predictor | None) -> None:
-        self.predictor = predictor
+        self.model.set_predictor(predictor)
+
+    def _show_predictor(self, predictor: Predictor | None) -> None:
         if predictor is None:
             self.label.setText("no model")
         else:
@@ -175,8 +186,8 @@ class ModelChooser(JobMixin, QWidget):
 
     def _on_failed(self, spec: str, error: BaseException, allow_download: bool) -> None:
         message = describe_error(error)
-        self.predictor = None
         self.failure = message
+        self.model.set_predictor(None)  # as before the model was shared: a failed load leaves no model
         self.loadFailed.emit(message)
         if not self.isVisible():  # headless use (tests, scripts): no dialogs, the signal says it all
             return
@@ -339,14 +350,14 @@ class ClassifyPanel(JobMixin, QWidget):
     imageClassified = Signal(object)  # Classified, as each arrives
     finished = Signal(bool)  # emitted in the GUI thread when a batch ends; True if cancelled
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, model: ExplorerModel | None = None) -> None:
         super().__init__(parent)
         self.setAcceptDrops(True)
         self.results: list[Classified] = []
         self._queue: list[str | tuple[str, np.ndarray]] = []
         self._pasted = 0
 
-        self.chooser = ModelChooser()
+        self.chooser = ModelChooser(model=model)
         self.chooser.predictorChanged.connect(self._on_predictor)
         self.open_button = QPushButton("Open images…")
         self.open_button.clicked.connect(self._choose_files)

@@ -34,8 +34,8 @@ from PySide6.QtWidgets import (
 
 from alexgui.config import RunConfig
 from alexgui.engine.devices import device_choices
+from alexgui.engine.training.history import RunHistory
 from alexgui.formatting import format_duration
-from alexgui.qt.session import RunHistory
 
 DEMO = "demo"
 CHOOSE = "__choose__"
@@ -173,8 +173,10 @@ class TrainSettingsForm(QWidget):
         self.activation.addItem("ReLU (paper)", "relu")
         self.activation.addItem("tanh (Figure 1 comparison)", "tanh")
         self.lrn = _check("Local response normalisation", "LRN after conv1 and conv2 (paper section 3.3; -1.4% top-1)")
-        self.overlapping = _check("Overlapping pooling (3/2)", "Max-pool window 3, stride 2 instead of 2/2 (section 3.4; -0.4% top-1)")
-        self.dropout = _check("Dropout 0.5 in fc6, fc7", "Section 4.2: reduces overfitting, roughly doubles the steps to converge")
+        self.overlapping = _check("Overlapping pooling (3/2)",
+                                  "Max-pool window 3, stride 2 instead of 2/2 (section 3.4; -0.4% top-1)")
+        self.dropout = _check("Dropout 0.5 in fc6, fc7",
+                              "Section 4.2: reduces overfitting, roughly doubles the steps to converge")
         model = self._group(layout, "Model")
         model.addRow("Network", self.arch)
         model.addRow("Activation", self.activation)
@@ -185,8 +187,10 @@ class TrainSettingsForm(QWidget):
         # Augmentation
         self.random_crop = _check("Random 224×224 crops", "Random patches of the 256×256 image (section 4.1)")
         self.flip = _check("Horizontal reflections", "Random left-right flips (section 4.1)")
-        self.pca_noise = _check("PCA colour noise (σ 0.1)", "Add multiples of the RGB principal components (section 4.1; paper network only)")
-        self.ten_crop = _check("Validate on 10 crops", "Average the softmax over 4 corners + centre and their reflections (slower)")
+        self.pca_noise = _check("PCA colour noise (σ 0.1)",
+                                "Add multiples of the RGB principal components (section 4.1; paper network only)")
+        self.ten_crop = _check("Validate on 10 crops",
+                               "Average the softmax over 4 corners + centre and their reflections (slower)")
         aug = self._group(layout, "Augmentation")
         for box in (self.random_crop, self.flip, self.pca_noise, self.ten_crop):
             aug.addRow(box)
@@ -413,7 +417,9 @@ class ProgressView(QWidget):
 class MonitorPanel(QWidget):
     """The Training dock: settings in a scroll area; controls and progress always in view below them."""
 
-    def __init__(self, actions: list[QAction], devices: list[tuple[str, str]] | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, actions: list[QAction], devices: list[tuple[str, str]] | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.form = TrainSettingsForm(devices)
         scroll = QScrollArea()

@@ -44,6 +44,7 @@ from alexgui.engine.inference.retrieval import (
 )
 from alexgui.errors import Cancelled
 from alexgui.paths import cache_dir
+from alexgui.qt.explorer_model import ExplorerModel
 from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.job_progress import JobProgress
 from alexgui.qt.panels.classify import ERROR_RED, ModelChooser
@@ -117,7 +118,7 @@ class RetrievalPanel(JobMixin, QWidget):
     resultsReady = Signal(object)  # {"query", "neighbours": [(path, distance)], ...}
     busyChanged = Signal(bool)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, model: ExplorerModel | None = None) -> None:
         super().__init__(parent)
         self.setAcceptDrops(True)
         self.index: GalleryIndex | None = None
@@ -129,7 +130,7 @@ class RetrievalPanel(JobMixin, QWidget):
         self._pending_query: str | None = None
         self.viewer = ImageViewer(self)
 
-        self.chooser = ModelChooser()
+        self.chooser = ModelChooser(model=model)
         self.chooser.predictorChanged.connect(lambda _: self._check_stale())
 
         self.folder_button = QPushButton("Gallery folder…")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
@@ -17,24 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from alexgui.qt.session import RunHistory, RunWatcher
+from alexgui.qt.run_registry import RunEntry
 
 KEY_ROLE = Qt.ItemDataRole.UserRole
-
-
-@dataclass
-class RunEntry:
-    key: str
-    history: RunHistory
-    color: QColor
-    path: Path | None = None
-    source: str = "trained here"  # or "watching"
-    watcher: RunWatcher | None = None
-    visible: bool = True
-
-    @property
-    def name(self) -> str:
-        return self.history.name
 
 
 def swatch(color: QColor, size: int = 14) -> QIcon:
