@@ -25,7 +25,7 @@ from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser, weights_not_
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel
 from alexgui.qt.panels.filters import FiltersPanel
 from alexgui.qt.panels.retrieval import RetrievalPanel
-from alexgui.qt.workers import Job
+from alexgui.qt.workers import Job, describe_error
 from tests.explore_helpers import (
     MeanColourPredictor,
     colour_image,
@@ -382,9 +382,9 @@ def test_job_reports_failures_and_stops(qtbot) -> None:  # type: ignore[no-untyp
     errors: list[BaseException] = []
     job.errored.connect(errors.append)
     with qtbot.waitSignal(job.done, timeout=WAIT_MS):
-        with qtbot.waitSignal(job.failed, timeout=WAIT_MS) as failed:
+        with qtbot.waitSignal(job.errored, timeout=WAIT_MS):
             job.start()
-    assert failed.args == ["broken input.png: bad"]
+    assert describe_error(errors[0]) == "broken input.png: bad"  # the message a user reads
     assert len(errors) == 1 and type(errors[0]) is ValueError  # the exception itself, for its type
 
     def endless(stop, progress):  # type: ignore[no-untyped-def]

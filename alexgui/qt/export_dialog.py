@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui.qt.job_mixin import JobMixin
+from alexgui.qt.workers import describe_error
 
 # Kept here (not imported from the engine) so opening the dialog does not import torch and onnx;
 # the engine checks the range again.
@@ -193,7 +194,7 @@ class ExportDialog(JobMixin, QDialog):
                            self.images_edit.text().strip() or None)
         job.progress.connect(self._on_progress)
         job.yielded.connect(self._on_result)
-        job.failed.connect(self._on_failed)
+        job.errored.connect(lambda e: self._on_failed(describe_error(e)))
         self._set_inputs_enabled(False)
         job.start()
 

@@ -98,7 +98,6 @@ class Job(QObject):
     batch = Signal(list)  # with batch_ms: the items yielded since the last batch, in order
     progress = Signal(int, int, str)  # done, total, message
     errored = Signal(object)  # the exception the job raised
-    failed = Signal(str)  # the same error as the message a user reads (right after errored)
     done = Signal(bool)  # True when the job was cancelled
 
     def __init__(
@@ -180,7 +179,6 @@ class Job(QObject):
     @Slot(object)
     def _on_errored(self, error: BaseException) -> None:
         self.errored.emit(error)
-        self.failed.emit(describe_error(error))
 
     @Slot()
     def _emit_batch(self) -> None:

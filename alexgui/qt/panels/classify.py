@@ -493,7 +493,7 @@ class ClassifyPanel(JobMixin, QWidget):
         job = self.new_job(_classify_job, self.predictor, items, self.crops.currentIndex() == 1)
         job.yielded.connect(self._on_result)
         job.progress.connect(lambda done, total, _msg: self.progress.advance(done, total))
-        job.failed.connect(lambda msg: self._add_card(Classified("(classification stopped)", error=msg)))
+        job.errored.connect(lambda e: self._add_card(Classified("(classification stopped)", error=describe_error(e))))
         job.start()
 
     def _on_result(self, result: Classified) -> None:

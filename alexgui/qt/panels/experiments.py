@@ -58,6 +58,7 @@ from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.panels.classify import ERROR_RED
 from alexgui.qt.panels.monitor import device_box
 from alexgui.qt.plots import BACKGROUND, RUN_COLORS
+from alexgui.qt.workers import describe_error
 
 DEMO = "demo"
 CHOOSE = "__choose__"
@@ -351,7 +352,7 @@ class ExperimentsPanel(JobMixin, QWidget):
         self._graceful = threading.Event()
         job = self.new_job(_experiment_job, self.experiment_name, self._out, options, self._graceful)
         job.yielded.connect(self._on_update)
-        job.failed.connect(self._on_failed)
+        job.errored.connect(lambda e: self._on_failed(describe_error(e)))
         self._outcome = ""
         self.error = ""
         self.run_button.setEnabled(False)

@@ -30,6 +30,7 @@ from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.understand import kernels as F
 from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.panels.filters import TileGrid, numpy_to_qimage
+from alexgui.qt.workers import describe_error
 
 
 def compute_activations(
@@ -141,7 +142,7 @@ class FeatureMapsPanel(JobMixin, QWidget):
         self.caption.setText(f"Computing {layer} for {Path(self._image_name).name}…")
         job = self.new_job(compute_activations, self._model, self._preprocess, self._image, layer)
         job.yielded.connect(self._on_maps)
-        job.failed.connect(lambda msg: self.caption.setText(f"Could not compute the maps: {msg}"))
+        job.errored.connect(lambda e: self.caption.setText(f"Could not compute the maps: {describe_error(e)}"))
         job.start()
 
     def job_done(self, cancelled: bool) -> None:

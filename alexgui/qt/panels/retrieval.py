@@ -49,6 +49,7 @@ from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.job_progress import JobProgress
 from alexgui.qt.panels.classify import ERROR_RED, ModelChooser
 from alexgui.qt.panels.filters import numpy_to_qimage
+from alexgui.qt.workers import describe_error
 
 THUMB = 112
 
@@ -308,7 +309,7 @@ class RetrievalPanel(JobMixin, QWidget):
         job = self.new_job(fn, *args)
         job.yielded.connect(on_result)
         job.progress.connect(self._on_progress)
-        job.failed.connect(self._show_error)
+        job.errored.connect(lambda e: self._show_error(describe_error(e)))
         self.error = ""
         self.busyChanged.emit(True)
         job.start()
