@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 verb = {"train": "training", "resume": "resuming", "skip": "skipping (finished earlier)"}[update.action]
                 print(f"[{update.index + 1}/{update.total}] {update.variant} seed {update.seed}: {verb} {update.path}",
                       file=out, flush=True)  # fmt: skip
-                printer = TrainPrinter(out, update.path)
+                printer = TrainPrinter(out, update.path, max_steps=args.max_steps)
             elif isinstance(update, RunEvent) and printer is not None:
                 if isinstance(update.event, Failed):
                     failures += 1
