@@ -250,7 +250,7 @@ class ImageSet:
                 yield images, labels
 
 
-class _DecodingDataset(Dataset):  # type: ignore[type-arg]
+class _DecodingDataset(Dataset):
     # Holds only paths and labels: it is pickled into each DataLoader worker.
     def __init__(self, paths: list[str], labels: np.ndarray, size: int) -> None:
         self.paths, self.labels, self.size = paths, labels, size

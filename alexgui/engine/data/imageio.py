@@ -14,6 +14,7 @@ import re
 import threading
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -119,12 +120,12 @@ def _decode(path: str | os.PathLike[str], min_short_side: int | None) -> Image.I
         raise ImageError(path, f"unreadable: {e.strerror or e}") from None
 
 
-def _open(path: Path, f: object) -> Image.Image:
+def _open(path: Path, f: BinaryIO) -> Image.Image:
     """Identify the format and read the header; no pixel data is decoded yet."""
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(f)  # type: ignore[arg-type]
+            return Image.open(f)
     except UnidentifiedImageError:
         raise ImageError(path, "not an image (could not identify format)") from None
     except Image.DecompressionBombError as e:

@@ -65,6 +65,12 @@ class AugmentParams:
 class Preprocess(nn.Module):
     """Turns uint8 (B, H, W, 3) batches into the network's float32 (B, 3, crop, crop) input."""
 
+    # Buffers registered in __init__ (typed here: nn.Module's __getattr__ says Tensor | Module).
+    mean: Tensor
+    scale: Tensor
+    pca_eigvals: Tensor
+    pca_eigvecs: Tensor
+
     def __init__(
         self,
         mode: Mode,
@@ -193,10 +199,7 @@ class Preprocess(nn.Module):
         mode = desc.get("mode")
         if mode not in MODES:
             raise ValueError(f"preprocessing description: unknown mode {mode!r}")
-        crop, resize = desc.get("crop"), desc.get("resize")
-        for name, value in (("crop", crop), ("resize", resize)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"preprocessing description: {name} must be an integer, got {value!r}")
+        crop, resize = _integer_field(desc, "crop"), _integer_field(desc, "resize")
         if desc.get("pca_noise_scale", PCA_NOISE_SCALE) != PCA_NOISE_SCALE:
             raise ValueError(f"preprocessing description: unsupported pca_noise_scale {desc['pca_noise_scale']!r}")
         if mode == "mean_image":
@@ -206,13 +209,10 @@ class Preprocess(nn.Module):
                     f"preprocessing description: resize {resize} but stats.mean_image is {stats.mean_image.shape[:2]}"
                 )
             return cls.from_stats(stats, crop=crop)
-        mean, std = desc.get("mean"), desc.get("std")
-        for name, value in (("mean", mean), ("std", std)):
-            if not isinstance(value, list) or len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
-                raise ValueError(f"preprocessing description: {name} must be a list of 3 numbers, got {value!r}")
+        mean, std = _three_numbers_field(desc, "mean"), _three_numbers_field(desc, "std")
         source = desc.get("pca_source", "imagenet")
         if source == "dataset":
-            pre = cls.imagenet_mean_std(crop, resize=resize, mean=tuple(mean), std=tuple(std))  # type: ignore[arg-type]
+            pre = cls.imagenet_mean_std(crop, resize=resize, mean=mean, std=std)
             for key, buffer in (("stats.pca_eigvals", pre.pca_eigvals), ("stats.pca_eigvecs", pre.pca_eigvecs)):
                 found = find_stat_tensor(tensors, key)
                 if found is None:
@@ -225,7 +225,7 @@ class Preprocess(nn.Module):
             return pre
         if source != "imagenet":
             raise ValueError(f"preprocessing description: unknown pca_source {source!r}")
-        return cls.imagenet_mean_std(crop, resize=resize, mean=tuple(mean), std=tuple(std))  # type: ignore[arg-type]
+        return cls.imagenet_mean_std(crop, resize=resize, mean=mean, std=std)
 
     # ---- the batches --------------------------------------------------------------------------
 
@@ -373,6 +373,20 @@ class Preprocess(nn.Module):
         return x.reshape(b, 3, c, c)
 
 
+def _integer_field(desc: dict[str, Any], name: str) -> int:
+    value = desc.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"preprocessing description: {name} must be an integer, got {value!r}")
+    return value
+
+
+def _three_numbers_field(desc: dict[str, Any], name: str) -> tuple[float, float, float]:
+    value = desc.get(name)
+    if not isinstance(value, list) or len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+        raise ValueError(f"preprocessing description: {name} must be a list of 3 numbers, got {value!r}")
+    return (value[0], value[1], value[2])
+
+
 ArrayT = TypeVar("ArrayT", Tensor, np.ndarray)
 
 
@@ -381,4 +395,6 @@ def mean_over_crops(values: ArrayT, crops: int) -> ArrayT:
     mean over each image's crops: the paper averages the softmax over its ten patches."""
     if crops == 1:
         return values
-    return values.reshape(crops, -1, *values.shape[1:]).mean(0)
+    # The image count spelled out, not -1: a (crops*B, 0) array (an ONNX model without features) has
+    # no size to infer it from.
+    return values.reshape(crops, values.shape[0] // crops, *values.shape[1:]).mean(0)

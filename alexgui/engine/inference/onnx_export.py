@@ -54,6 +54,7 @@ from alexgui.errors import AlexguiError
 
 if TYPE_CHECKING:
     from alexgui.engine.inference.predict import TorchPredictor
+    from alexgui.engine.model.base import AlexNetBase
 
 DEFAULT_OPSET = 18  # the exporter's native opset: no conversion step, and TensorRT 8.6+ reads it
 MIN_OPSET = 18
@@ -69,7 +70,7 @@ class ExportError(AlexguiError):
 class _LogitsAndFeatures(nn.Module):
     """The exported graph: one forward pass giving both outputs (fc8 reuses fc7's features)."""
 
-    def __init__(self, model: nn.Module, fp16: bool) -> None:
+    def __init__(self, model: AlexNetBase, fp16: bool) -> None:
         super().__init__()
         self.model = model
         self.fp16 = fp16

@@ -460,7 +460,7 @@ def _read_layout(path: Path, session: ort.InferenceSession) -> _Layout:
     if len(inputs) != 1:
         names = ", ".join(repr(i.name) for i in inputs)
         raise OnnxModelError(path, f"the model has {len(inputs)} inputs ({names}); alexgui models take one image batch")
-    dtypes = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16)}
+    dtypes: dict[str, np.dtype] = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16)}
     if inputs[0].type not in dtypes:
         raise OnnxModelError(path, f"input {inputs[0].name!r} is {inputs[0].type}; expected float or float16 images")
     outputs = [o.name for o in session.get_outputs()]

@@ -117,7 +117,8 @@ class TowerExchange:
     """
 
     def devices(self, model: PaperAlexNet) -> tuple[torch.device, torch.device]:
-        return model.towers[0].device, model.towers[1].device
+        t0, t1 = model.tower_pair()
+        return t0.device, t1.device
 
     def inputs(self, x: Tensor, d0: torch.device, d1: torch.device) -> tuple[Tensor, Tensor]:
         """The image as each tower's input."""
@@ -174,13 +175,21 @@ class PaperAlexNet(AlexNetBase):
         """The paper's initialisation (see INIT_WEIGHT_STD and LAYERS_WITH_BIAS_ONE)."""
         for name in self.layer_names():
             for module in self.layer_modules(name):
-                module.weight.normal_(0.0, INIT_WEIGHT_STD)
-                module.bias.fill_(1.0 if name in LAYERS_WITH_BIAS_ONE else 0.0)
+                weight, bias = module.weight, module.bias  # conv/fc parameters (Tensor | Module to mypy)
+                assert isinstance(weight, Tensor) and isinstance(bias, Tensor)
+                weight.normal_(0.0, INIT_WEIGHT_STD)
+                bias.fill_(1.0 if name in LAYERS_WITH_BIAS_ONE else 0.0)
+
+    def tower_pair(self) -> tuple[Tower, Tower]:
+        """towers[0] and towers[1], typed: to mypy an nn.ModuleList holds plain Modules."""
+        t0, t1 = self.towers
+        assert isinstance(t0, Tower) and isinstance(t1, Tower)
+        return t0, t1
 
     def _features(self, x: Tensor, taps: Sequence[Tap]) -> Tensor:
         """conv1 .. fc7: each stage is issued for tower 0, then tower 1; the placement strategy runs the
         stages and joins the towers between them, where the paper connects them."""
-        t0, t1 = self.towers
+        t0, t1 = self.tower_pair()
         tap0, tap1 = taps
         ex = self.placement
         d0, d1 = ex.devices(self)

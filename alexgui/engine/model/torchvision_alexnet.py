@@ -101,7 +101,9 @@ class TorchvisionAlexNet(AlexNetBase):
 
     def _conv_weights(self, layer: str) -> list[Tensor]:
         self._check_conv_layer(layer)
-        return [self.features[_TV_CONV_INDEX[layer]].weight]
+        conv = self.features[_TV_CONV_INDEX[layer]]
+        assert isinstance(conv, nn.Conv2d)
+        return [conv.weight]
 
 
 class WeightsError(AlexguiError, ValueError):

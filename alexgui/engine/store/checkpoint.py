@@ -20,7 +20,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import torch
 from safetensors import safe_open
@@ -55,6 +55,8 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 class CheckpointError(AlexguiError):
     """A checkpoint that cannot be written or read; str() names the file and the problem."""
+
+    path: str
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
         super().__init__(f"{path}: {problem}")
@@ -177,7 +179,7 @@ def _prepare_for_save(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str,
     return out
 
 
-def _write_safetensors(f: BinaryIO, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def _write_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     # The safetensors layout, written tensor by tensor: no second copy of the checkpoint in memory,
     # and no shared-storage restriction (each tensor's bytes are written on their own).
     # safetensors' own save_file would also do, but it writes through a private temporary file of
@@ -200,7 +202,7 @@ def _write_safetensors(f: BinaryIO, tensors: dict[str, torch.Tensor], metadata: 
         if t.numel():
             # One tensor at a time on the CPU; a uint8 view exposes the raw bytes of any dtype.
             flat = t.to("cpu").contiguous().reshape(-1).view(torch.uint8)
-            f.write(memoryview(flat.numpy()))
+            f.write(flat.numpy().data)  # ndarray.data: a memoryview of the array's bytes
 
 
 def _read_head(path: Path) -> bytes:

@@ -39,7 +39,8 @@ class PlateauSchedule:
             return self.lr
         return None
 
-    def state(self) -> dict[str, float | int]:
+    def state(self) -> dict[str, float | int | None]:
+        """The fields as JSON values: an infinite `best` (nothing seen yet) is None."""
         return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
 
     @classmethod
