@@ -197,3 +197,11 @@ def test_prefetched_batches_keep_order_errors_and_stop_cleanly() -> None:
         for item in _prefetched(failing()):
             got.append(item)
     assert got == ["first"]
+
+
+def test_placing_back_on_one_device_drops_the_two_tower_strategy() -> None:
+    model = place_model(paper(), "cpu,cpu")
+    assert isinstance(model.placement, TwoTowerPlacement)
+    model = place_model(model, "cpu")
+    assert not isinstance(model.placement, TwoTowerPlacement)
+    assert take_tower_stats(model) == (None, None)

@@ -139,3 +139,15 @@ def test_folders_expand_to_their_images(tmp_path: Path) -> None:
     (tmp_path / "g" / ".hidden.png").write_bytes(b"")
     listed = expand_inputs([tmp_path / "g", tmp_path / "g" / "README.txt"])
     assert sorted(listed[:-1]) == sorted(map(str, files)) and listed[-1].endswith("README.txt")
+
+
+def test_a_cancelled_download_is_a_cancellation_not_a_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alexgui.errors import Cancelled
+
+    def cancelled(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise zoo.DownloadCancelled("download of https://example.invalid/w.pth cancelled after 10 bytes")
+
+    monkeypatch.setattr(zoo, "ensure_weights", cancelled)
+    with pytest.raises(Cancelled) as info:
+        load_predictor("torchvision", allow_download=True)
+    assert not isinstance(info.value, PredictorError)

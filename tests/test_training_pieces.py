@@ -55,3 +55,12 @@ def test_ten_crops_average_per_image_in_torch_and_numpy() -> None:
     torch.testing.assert_close(mean_over_crops(values, 10), expected)
     np.testing.assert_allclose(mean_over_crops(values.numpy(), 10), expected.numpy())
     assert mean_over_crops(values, 1) is values
+
+
+def test_a_failure_reads_as_one_sentence() -> None:
+    from alexgui.engine.events import Failed
+    from alexgui.engine.training.narrative import describe_event
+
+    [(level, text)] = describe_event(Failed(3, 0, message="out of memory. Try a smaller batch size.", checkpoint="c.st"))
+    assert level == "error"
+    assert text == "Failed at step 3: out of memory. Try a smaller batch size. The last good checkpoint is c.st."

@@ -1,6 +1,6 @@
 """File > Export: a model to ONNX, then the PyTorch vs ONNX Runtime parity check, off the GUI thread.
 
-The dialog is a view over engine.onnx_export.export_and_check (the same function `alexgui export`
+The dialog is a view over engine.inference.parity.export_and_check (the same function `alexgui export`
 runs): choose the model, the output file, float16 and the opset, optionally a folder of real images
 for the parity check; the export runs as a background job with its progress shown, and the parity report
 (also saved as FILE.parity.json) is shown when it is done. Errors are shown in the dialog, which
@@ -80,7 +80,7 @@ def run_export(
 class ExportDialog(JobMixin, QDialog):
     """Export a model to ONNX; `model` pre-fills the source (a checkpoint, run folder or 'torchvision')."""
 
-    exported = Signal(object)  # engine.onnx_export.ExportResult
+    exported = Signal(object)  # engine.inference.parity.ExportResult
 
     def __init__(self, parent: QWidget | None = None, model: str = "", export_fn: ExportFn = run_export) -> None:
         super().__init__(parent)

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from alexgui.config import RunConfig
 from alexgui.engine.events import Event, Failed, Finished, Paused, Resumed, Stopped
+from alexgui.errors import AlexguiError
 from alexgui.qt.workers import Job
 
 if TYPE_CHECKING:  # for the hints only: as before, the session imports them where it uses them
@@ -235,7 +236,7 @@ class TrainSession(QObject):
 # -- watching a run directory -----------------------------------------------------------------
 
 
-class RunOpenError(Exception):
+class RunOpenError(AlexguiError):
     """A run directory that cannot be shown; the message names the folder and the problem."""
 
 

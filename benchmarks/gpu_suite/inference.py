@@ -38,7 +38,7 @@ COLUMNS = [
     ("batch", "batch", "int"), ("ms", "ms per call", "ms"), ("images_per_s", "img/s", "rate"),
     ("time_ratio", "time / PyTorch fp32", "ratio"), ("timed", "timed", "text"),
 ]  # fmt: skip
-# ONNX Runtime device strings (engine/onnx_runtime.py) per provider; TensorRT is left out: building its
+# ONNX Runtime device strings (engine/inference/onnx_runtime.py) per provider; TensorRT is left out: building its
 # engines takes minutes per batch shape, more than this section's share.
 PROVIDERS = {"CUDAExecutionProvider": "cuda", "CPUExecutionProvider": "cpu"}
 

@@ -21,6 +21,7 @@ from alexgui.engine.inference.predict import (
     TorchPredictor,
 )
 from alexgui.engine.model import zoo
+from alexgui.errors import Cancelled
 
 # Backends outside this module, imported only when a file of that kind is opened. Each is
 # "module:function" with function(path: Path, device: str) -> Predictor.
@@ -39,6 +40,8 @@ def load_predictor(
     if text in zoo.ALIASES:
         try:
             path = zoo.ensure_weights(zoo.default_entry(), allow_download=allow_download, progress=progress, stop=stop)
+        except Cancelled:
+            raise  # the user stopped the download: not a problem with the model
         except zoo.ZooError as e:
             raise PredictorError(str(e)) from e  # chained: the window offers a download for an OfflineError cause
         return TorchPredictor.from_torchvision_file(path, device)

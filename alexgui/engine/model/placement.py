@@ -130,6 +130,8 @@ def place_model(model: AlexNetBase, devices: str | Sequence[torch.device]) -> Al
     devices = [torch.device(d) for d in devices]
     if len(devices) == 1:
         model.to(devices[0])
+        if isinstance(model, PaperAlexNet):
+            model.placement = TowerExchange()  # back on one device: the towers share it again
         return model
     if len(devices) != 2:
         raise PlacementError(f"a model runs on one device or two, not {len(devices)}")

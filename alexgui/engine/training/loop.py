@@ -91,7 +91,7 @@ def train(
 
     `dist` places this process in a data-parallel run (see training/distributed.py); None: one process.
     """
-    with reusing_freed_memory():  # steps reuse the last step's memory (see engine/memory.py)
+    with reusing_freed_memory():  # steps reuse the last step's memory (see training/memory.py)
         # The run's model, optimiser and gradients are freed when _train_events ends, before the
         # memory it kept is handed back.
         yield from _train_events(cfg, run, control or TrainControl(), resume, dist)

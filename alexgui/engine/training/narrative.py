@@ -65,7 +65,7 @@ def describe_event(ev: Event, epochs: int | None = None) -> list[Line]:
         return [("info", f"Stopped at step {ev.step}{where}")]
     if isinstance(ev, Failed):
         where = f" The last good checkpoint is {ev.checkpoint}." if ev.checkpoint else ""
-        return [("error", f"Failed at step {ev.step}: {ev.message}.{where}")]
+        return [("error", f"Failed at step {ev.step}: {ev.message.rstrip('.')}.{where}")]
     return [("muted", f"{ev.type} at step {ev.step}")]
 
 

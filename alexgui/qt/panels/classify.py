@@ -64,6 +64,7 @@ from alexgui.engine.inference.predict import (
 )
 from alexgui.engine.inference.sources import load_predictor
 from alexgui.engine.model import zoo
+from alexgui.errors import Cancelled
 from alexgui.qt.explorer_model import ExplorerModel
 from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.job_progress import JobProgress, megabytes_text
@@ -185,6 +186,8 @@ class ModelChooser(JobMixin, QWidget):
             self.label.setToolTip(self.failure)
 
     def _on_failed(self, spec: str, error: BaseException, allow_download: bool) -> None:
+        if isinstance(error, Cancelled):
+            return  # the user pressed Cancel (a download): nothing to report, the model stays as it was
         message = describe_error(error)
         self.failure = message
         self.model.set_predictor(None)  # as before the model was shared: a failed load leaves no model

@@ -156,7 +156,7 @@ class TrainSettingsForm(QWidget):
         self.momentum = _double(0.0, 0.999, 3, 0.05, "SGD momentum (paper: 0.9)")
         self.weight_decay = _double(0.0, 0.1, 5, 0.0001, "L2 weight decay (paper: 0.0005)")
         self.device = device_box(devices)
-        self.device.setToolTip("Where to train: the CPU or one CUDA GPU")
+        self.device.setToolTip("Where to train: the CPU, one GPU, or with two GPUs one tower on each (as in the paper)")
         recipe.addRow("Epochs", self.epochs)
         recipe.addRow("Batch size", self.batch_size)
         recipe.addRow("Learning rate", self.lr)
