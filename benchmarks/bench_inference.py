@@ -32,7 +32,8 @@ from alexgui.engine.data.imageio import load_256
 from alexgui.engine.data.stats import DataStats
 from alexgui.engine.data.transforms import Preprocess
 from alexgui.engine.inference.onnx_export import export_onnx
-from alexgui.engine.inference.onnx_runtime import OnnxPredictor, physical_cores
+from alexgui.engine.inference.onnx_providers import physical_cores
+from alexgui.engine.inference.onnx_runtime import OnnxPredictor
 from alexgui.engine.inference.parity import generated_images
 from alexgui.engine.inference.predict import TorchPredictor
 from alexgui.engine.model.networks import build_model

@@ -17,7 +17,8 @@ from alexgui.config import RunConfig
 from alexgui.engine.data.dataset import ImageSet
 from alexgui.engine.events import StepDone
 from alexgui.engine.store.checkpoint import load_checkpoint
-from alexgui.engine.store.rundir import RunDir, read_events
+from alexgui.engine.store.metrics_log import read_events
+from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.training.distributed import (
     SINGLE_PROCESS,
     DistributedError,

@@ -12,7 +12,7 @@ from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.data.stats import StatsStopped
 from alexgui.engine.devices import DeviceError
 from alexgui.engine.inference.onnx_export import ExportError
-from alexgui.engine.inference.onnx_runtime import OnnxModelError
+from alexgui.engine.inference.onnx_providers import OnnxModelError
 from alexgui.engine.inference.predict import PredictorError
 from alexgui.engine.inference.retrieval import RetrievalError
 from alexgui.engine.model.placement import PlacementError

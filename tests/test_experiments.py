@@ -35,7 +35,8 @@ from alexgui.engine.experiments.analysis import (
 from alexgui.engine.experiments.plan import TOWER_HISTORY, conv1_towers, tower_scores
 from alexgui.engine.experiments.report import load_report
 from alexgui.engine.experiments.stats import SINGLE_SEED
-from alexgui.engine.store.rundir import is_run_dir, read_events
+from alexgui.engine.store.metrics_log import read_events
+from alexgui.engine.store.rundir import is_run_dir
 from tests.helpers import make_dataset
 
 PAPER_NUMBER_IN_REPORT = {

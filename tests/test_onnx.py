@@ -19,15 +19,11 @@ from alexgui.cli import main as cli_main
 from alexgui.config import RunConfig
 from alexgui.engine.data.stats import DataStats
 from alexgui.engine.data.transforms import Preprocess
-from alexgui.engine.inference import onnx_cache
-from alexgui.engine.inference import onnx_runtime as onnx_predict
+from alexgui.engine.inference import onnx_cache, onnx_providers
 from alexgui.engine.inference.onnx_export import ExportError, export_onnx
 from alexgui.engine.inference.onnx_format import META_FORMAT, decode_array, encode_array
-from alexgui.engine.inference.onnx_runtime import (
-    OnnxModelError,
-    OnnxPredictor,
-    provider_chain,
-)
+from alexgui.engine.inference.onnx_providers import OnnxModelError, provider_chain
+from alexgui.engine.inference.onnx_runtime import OnnxPredictor
 from alexgui.engine.inference.parity import generated_images, parity_check, parity_path
 from alexgui.engine.inference.predict import (
     PredictorError,
@@ -373,22 +369,22 @@ def test_gpu_request_falls_back_to_cpu_and_says_why(tmp_path: Path, device: str)
 
 def test_failing_gpu_providers_fall_back_to_cpu_deterministically(tmp_path: Path, monkeypatch) -> None:
     path = _tiny_model(tmp_path / "tiny.onnx", ["batch", 3, 224, 224])
-    real_new_session = onnx_predict._new_session
+    real_new_session = onnx_providers._new_session
 
     def gpu_breaks(path, options, providers, provider_options):
         if providers[0] != "CPUExecutionProvider":
             raise OnnxModelError(path, "simulated: libcudnn.so.9 not found")
         return real_new_session(path, options, providers, provider_options)
 
-    monkeypatch.setattr(onnx_predict, "_new_session", gpu_breaks)
-    monkeypatch.setattr(onnx_predict, "gpu_present", lambda: True)
+    monkeypatch.setattr(onnx_providers, "_new_session", gpu_breaks)
+    monkeypatch.setattr(onnx_providers, "gpu_present", lambda: True)
     pred = OnnxPredictor(path, "auto")
     assert pred.provider == "CPUExecutionProvider"
     assert pred.provider_notes == [
         "TensorrtExecutionProvider unavailable: simulated: libcudnn.so.9 not found",
         "CUDAExecutionProvider unavailable: simulated: libcudnn.so.9 not found",
     ]
-    monkeypatch.setattr(onnx_predict.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(onnx_providers.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     pred = OnnxPredictor(path, "cuda")
     assert pred.provider_notes == ["CUDAExecutionProvider is not part of this onnxruntime build"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from alexgui.config import RunConfig
 from alexgui.engine.events import Failed, Finished, StepDone
-from alexgui.engine.store.rundir import read_events
+from alexgui.engine.store.metrics_log import read_events
 from alexgui.qt.main_window import MainWindow
 from alexgui.qt.session import TrainSession
 from tests.helpers import make_image

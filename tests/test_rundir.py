@@ -30,15 +30,8 @@ from alexgui.engine.events import (
     Stopped,
 )
 from alexgui.engine.store.atomic import atomic_write_bytes
-from alexgui.engine.store.rundir import (
-    MetricsFollower,
-    RunDir,
-    RunDirError,
-    encode_event,
-    find_run_dirs,
-    is_run_dir,
-    read_events,
-)
+from alexgui.engine.store.metrics_log import MetricsFollower, encode_event, read_events
+from alexgui.engine.store.rundir import RunDir, RunDirError, find_run_dirs, is_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -394,7 +387,8 @@ def test_follower_forgets_a_partial_line_that_the_next_writer_cut(tmp_path: Path
 WRITER = """
 import sys, time
 from alexgui.engine.events import StepDone
-from alexgui.engine.store.rundir import RunDir, encode_event
+from alexgui.engine.store.rundir import RunDir
+from alexgui.engine.store.metrics_log import encode_event
 run = RunDir.open(sys.argv[1])
 n = int(sys.argv[2])
 for i in range(n):

@@ -22,7 +22,8 @@ from alexgui.engine.events import (
     Stopped,
 )
 from alexgui.engine.store.checkpoint import load_checkpoint, split_prefix
-from alexgui.engine.store.rundir import RunDir, read_events
+from alexgui.engine.store.metrics_log import read_events
+from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.training import loop as train_module
 from alexgui.engine.training.control import TrainControl
 from alexgui.engine.training.evaluation import accuracy

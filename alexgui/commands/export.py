@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         MIN_OPSET,
         ExportError,
     )
-    from alexgui.engine.inference.onnx_runtime import OnnxModelError
+    from alexgui.engine.inference.onnx_providers import OnnxModelError
     from alexgui.engine.inference.parity import export_and_check
     from alexgui.engine.inference.predict import PredictorError, TorchPredictor
     from alexgui.engine.inference.sources import load_predictor

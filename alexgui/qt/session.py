@@ -25,7 +25,8 @@ from alexgui.errors import AlexguiError
 from alexgui.qt.workers import Job
 
 if TYPE_CHECKING:  # for the hints only: as before, the session imports them where it uses them
-    from alexgui.engine.store.rundir import MetricsFollower, RunDir
+    from alexgui.engine.store.metrics_log import MetricsFollower
+    from alexgui.engine.store.rundir import RunDir
     from alexgui.engine.training.control import TrainControl
 
 TERMINAL = (Finished, Stopped, Failed)
@@ -258,7 +259,8 @@ class RunWatcher(QObject):
 
     def open(self) -> tuple[list[Event], list[str]]:
         """The run's history so far and any problems in it; raises RunOpenError for an unusable folder."""
-        from alexgui.engine.store.rundir import MetricsFollower, RunDir
+        from alexgui.engine.store.metrics_log import MetricsFollower
+        from alexgui.engine.store.rundir import RunDir
 
         try:
             run = RunDir.open(self.path)

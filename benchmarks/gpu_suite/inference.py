@@ -22,7 +22,8 @@ from alexgui.engine.data.imageio import load_256
 from alexgui.engine.data.stats import DataStats
 from alexgui.engine.data.transforms import Preprocess
 from alexgui.engine.inference.onnx_export import export_onnx
-from alexgui.engine.inference.onnx_runtime import OnnxPredictor, physical_cores
+from alexgui.engine.inference.onnx_providers import physical_cores
+from alexgui.engine.inference.onnx_runtime import OnnxPredictor
 from alexgui.engine.inference.predict import Predictor, TorchPredictor
 from alexgui.engine.model.networks import build_model
 from alexgui.engine.store.checkpoint import weights_fingerprint

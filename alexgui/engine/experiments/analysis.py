@@ -39,7 +39,8 @@ from alexgui.engine.experiments.plan import (
 )
 from alexgui.engine.experiments.report import percent
 from alexgui.engine.experiments.stats import NOISE_SIGMAS, SINGLE_SEED, compare, spread
-from alexgui.engine.store.rundir import RunDir, read_events
+from alexgui.engine.store.metrics_log import read_events
+from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.understand.kernels import (
     colour_specificity,
     grid_layout,

@@ -29,7 +29,8 @@ from alexgui.engine.experiments.plan import (
     plan,
     tower_scores,
 )
-from alexgui.engine.store.rundir import RunDir, RunDirError, is_run_dir, read_events
+from alexgui.engine.store.metrics_log import read_events
+from alexgui.engine.store.rundir import RunDir, RunDirError, is_run_dir
 
 
 @dataclass

@@ -15,11 +15,8 @@ from pathlib import Path
 from alexgui.engine.inference import onnx_export
 from alexgui.engine.inference.onnx_export import DEFAULT_OPSET
 from alexgui.engine.inference.onnx_format import FORMAT_VERSION, stat_tensors
-from alexgui.engine.inference.onnx_runtime import (
-    OnnxPredictor,
-    gpu_present,
-    provider_chain,
-)
+from alexgui.engine.inference.onnx_providers import gpu_present, provider_chain
+from alexgui.engine.inference.onnx_runtime import OnnxPredictor
 from alexgui.engine.inference.predict import PredictorError, TorchPredictor
 from alexgui.engine.inference.sources import load_predictor
 from alexgui.engine.store.atomic import remove_stale_temporaries
