@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from alexgui.engine.events import Event, Failed, PreflightReport, Progress, RunStarted, StepDone, Stopped
+from alexgui.engine.events import Event, Failed, Progress, RunStarted, StepDone, Stopped
 from alexgui.engine.training.history import RunHistory
 from alexgui.engine.training.narrative import describe_event
 from alexgui.formatting import format_duration
@@ -56,9 +56,7 @@ class TrainPrinter:
             if level == "muted" and self.tty and getattr(event, "kind", "") == "last":
                 continue  # periodic checkpoints: in the log file and the run folder, not between bars
             self.note(text)
-        if isinstance(event, PreflightReport) and event.skipped:
-            self.note(f"every skipped file and its reason: {self.run_path / 'preflight.json'}")
-        elif isinstance(event, RunStarted):
+        if isinstance(event, RunStarted):
             self._hint(event)
         elif isinstance(event, Stopped):
             self.exit_code = 130

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alexgui.config import RunConfig
 from alexgui.engine.events import Event, Failed, Finished, RunStarted, StepDone, Stopped
 from alexgui.engine.experiments.definitions import Experiment, get_experiment
 from alexgui.engine.experiments.plan import (
@@ -191,7 +190,7 @@ def _train_one(
     from alexgui.engine.training.control import TrainControl
     from alexgui.engine.training.loop import train
 
-    cfg = RunConfig.from_dict(run.cfg.to_dict())  # train() fills in num_classes: keep the plan clean
+    cfg = run.cfg  # train() works on its own copy, so the plan stays as planned
     history = TowerHistory(run.path / TOWER_HISTORY) if experiment.kind == "towers" else None
     pending: list[dict[str, Any]] = []
     control = TrainControl(stop=stop, snapshot_seconds=options.snapshot_seconds)
