@@ -2,6 +2,8 @@
 
 Each subcommand lives in alexgui/commands/<name>.py with add_parser(subparsers) and run(args) -> int;
 heavy imports (torch, Qt) happen inside run(), so `alexgui --version` and `--help` stay quick.
+Arguments are checked as argparse reads them (commands/arguments.py); whatever goes wrong for the
+user, a bad argument or an AlexguiError, is one line on stderr, exit 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from alexgui import __version__
 from alexgui.engine.training.memory import share_one_heap
@@ -20,8 +23,17 @@ from alexgui.errors import AlexguiError
 COMMANDS = ("gui", "train", "summary", "classify", "index", "neighbours", "export", "experiment")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other message of the command line:
+    "alexgui CMD: argument --NAME: problem" and exit 2 (`alexgui CMD --help` shows the usage). The
+    subcommands' parsers are of the same class (add_subparsers uses the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="alexgui",
         description="See, train and use AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012). "
         "With no command, opens the desktop app.",
@@ -44,10 +56,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 def main(argv: Sequence[str] | None = None) -> int:
     # Before any thread exists: threads that already allocate keep their own heaps (engine/training/memory.py).
     share_one_heap()
+    _print_anything()
     parser, modules = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
+    try:  # argparse exits (--help, --version, a bad argument); the exit status is returned instead
+        args = parser.parse_args(argv)
+        if args.command is None:
+            args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
+    except SystemExit as e:
+        return int(e.code or 0)
     try:
         return int(modules[args.command].run(args) or 0)
     except AlexguiError as e:  # a problem written for the user that no command caught: say it, no traceback
@@ -56,3 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("alexgui: interrupted", file=sys.stderr)
         return 130
+
+
+def _print_anything() -> None:
+    # A file name that is not valid UTF-8 (surrogate escapes) or a character the terminal's encoding
+    # lacks must not end a command with UnicodeEncodeError while printing: such characters are
+    # written as backslash escapes instead. Streams that already cope (surrogateescape) are left alone.
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")

@@ -46,6 +46,9 @@ class DataConfig:
     cache: bool = True  # keep decoded 256x256 images in a uint8 memory map so later epochs skip decoding
     workers: int = 2  # DataLoader worker processes when decoding on the fly (cache off)
     ten_crop_eval: bool = False  # validate on 10 crops (slower) instead of the centre crop
+    # Symbolic links that lead out of the data folder are skipped unless asked for: a link to another
+    # disk is a choice, a link to ".." is a loop that would relabel other classes' images.
+    follow_links: bool = False
 
 
 @dataclass
@@ -79,11 +82,23 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> RunConfig:
-        return cls(
-            model=_section(ModelConfig, d.get("model", {}), f"{source} [model]"),
-            data=_section(DataConfig, d.get("data", {}), f"{source} [data]"),
-            train=_section(TrainConfig, d.get("train", {}), f"{source} [train]"),
+        """Every value checked (type, choices, range) before any work is done with it."""
+        unknown = sorted(set(d) - set(_SECTIONS))
+        if unknown:
+            shown = ", ".join(f"[{name}]" for name in unknown)
+            raise ConfigError(f"{source}: unknown section(s) {shown}; the sections are [model], [data] and [train]")
+        cfg = cls(
+            model=_section(ModelConfig, "model", d.get("model", {}), source),
+            data=_section(DataConfig, "data", d.get("data", {}), source),
+            train=_section(TrainConfig, "train", d.get("train", {}), source),
         )
+        smallest = min_crop(cfg.model.pooling)
+        if not smallest <= cfg.data.crop <= cfg.data.resize:
+            raise ConfigError(
+                f"{source} [data] crop: {cfg.data.crop} does not fit; give a crop from {smallest} (the smallest "
+                f"input the network takes with {cfg.model.pooling} pooling) to the resize, {cfg.data.resize}"
+            )
+        return cfg
 
     def to_toml(self) -> str:
         return dumps_toml(self.to_dict())
@@ -110,7 +125,78 @@ class ConfigError(AlexguiError, ValueError):
     """A settings file or value that cannot be used; the message names the file and the field."""
 
 
-def _section(kind: type, values: dict[str, Any], where: str) -> Any:
+@dataclass(frozen=True)
+class Range:
+    """The values a number setting accepts; `open_high` excludes the upper bound (a rate below 1)."""
+
+    low: float
+    high: float
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        # Written so that NaN is in no range.
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return bool(above and below)
+
+    def describe(self, integer: bool) -> str:
+        kind = "an integer" if integer else "a number"
+        if not (self.open_low or self.open_high):
+            return f"{kind} from {_number(self.low)} to {_number(self.high)}"
+        low = f"> {_number(self.low)}" if self.open_low else f">= {_number(self.low)}"
+        high = f"< {_number(self.high)}" if self.open_high else f"<= {_number(self.high)}"
+        return f"{kind} {low} and {high}"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+_SECTIONS = ("model", "data", "train")
+MAX_WORKERS = 64  # decoding processes; more only adds memory and start-up time on any machine
+_SEED = Range(0, 2**32 - 1)  # numpy and torch both take seeds in this range
+# The accepted range of every number setting: checked for TOML files and command-line flags alike, so
+# a bad value is refused before a folder is created or an image is read.
+RANGES: dict[tuple[str, str], Range] = {
+    ("model", "num_classes"): Range(1, 100_000),
+    ("model", "dropout"): Range(0, 1, open_high=True),
+    ("data", "val_fraction"): Range(0, 1, open_high=True),
+    ("data", "split_seed"): _SEED,
+    ("data", "resize"): Range(1, 4096),
+    ("data", "crop"): Range(1, 4096),  # and min_crop(pooling) <= crop <= resize, checked with the others
+    ("data", "pca_noise"): Range(0, 10),
+    ("data", "workers"): Range(0, MAX_WORKERS),
+    ("train", "epochs"): Range(1, 1_000_000),
+    ("train", "max_steps"): Range(0, 10**12),
+    ("train", "batch_size"): Range(1, 65_536),
+    ("train", "lr"): Range(0, 10, open_low=True),
+    ("train", "momentum"): Range(0, 1, open_high=True),
+    ("train", "weight_decay"): Range(0, 1),
+    ("train", "lr_factor"): Range(0, 1, open_low=True),
+    ("train", "lr_patience"): Range(1, 1000),
+    ("train", "lr_max_drops"): Range(0, 100),
+    ("train", "seed"): _SEED,
+    ("train", "log_every"): Range(1, 10**9),
+    ("train", "checkpoint_minutes"): Range(0, 10**6),
+}
+
+
+def min_crop(pooling: str) -> int:
+    """The smallest input side the network runs on: conv1 (11/4, padding 2) and three poolings must
+    leave at least one pixel (3/2 overlapping pooling needs 63, 2/2 needs 35)."""
+    return 63 if pooling == "overlapping" else 35
+
+
+def check_setting(section: str, name: str, value: Any, where: str) -> Any:
+    """`value` for one setting, checked as a TOML value is (type, choices, range); ConfigError names `where`
+    (a file's table and key, or a command-line flag) and what is accepted."""
+    kind = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}[section]
+    return _check_value(get_type_hints(kind)[name], value, where, RANGES.get((section, name)))
+
+
+def _section(kind: type, section: str, values: dict[str, Any], source: str) -> Any:
+    where = f"{source} [{section}]"
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a table")
     hints = get_type_hints(kind)
@@ -120,11 +206,20 @@ def _section(kind: type, values: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
     out = {}
     for name, value in values.items():
-        out[name] = _check_value(hints[name], value, f"{where} {name}")
+        out[name] = _check_value(hints[name], value, f"{where} {name}", RANGES.get((section, name)))
     return kind(**out)
 
 
-def _check_value(hint: Any, value: Any, where: str) -> Any:
+def _check_value(hint: Any, value: Any, where: str, accepted: Range | None = None) -> Any:
+    value = _check_type(hint, value, where)
+    if accepted is not None and value not in accepted:
+        raise ConfigError(f"{where}: {value!r} is out of range; give {accepted.describe(hint is int)}")
+    if hint is str and not value.strip():
+        raise ConfigError(f"{where}: must not be empty")
+    return value
+
+
+def _check_type(hint: Any, value: Any, where: str) -> Any:
     choices = get_args(hint) if getattr(hint, "__origin__", None) is Literal else ()
     if choices:
         if value not in choices:

@@ -194,7 +194,7 @@ def test_stopped_experiment_resumes_then_skips_finished_runs(
 
     # Different settings in the same folder: refused before anything trains.
     with pytest.raises(ExperimentError, match="different settings"):
-        collect("towers", out, tiny_options(tiny_data, epochs=2, crop=48, resize=56))
+        collect("towers", out, tiny_options(tiny_data, epochs=2, crop=72, resize=80))
 
 
 def test_bad_settings_are_refused_with_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

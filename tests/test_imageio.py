@@ -350,5 +350,5 @@ def test_permission_error_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(imageio, "open", refuse, raising=False)
+    monkeypatch.setattr(imageio, "open_regular", refuse)
     assert _reason(tmp_path / "any.png") == "unreadable: permission denied"

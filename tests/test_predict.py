@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,32 @@ def test_a_cancelled_download_is_a_cancellation_not_a_model_error(monkeypatch: p
     with pytest.raises(Cancelled) as info:
         load_predictor("torchvision", allow_download=True)
     assert not isinstance(info.value, PredictorError)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+@pytest.mark.timeout(60)  # a reader that opened the pipe would wait for a writer for ever
+@pytest.mark.parametrize("name", ["model.safetensors", "model.pth", "model.onnx"])
+def test_a_named_pipe_is_never_opened_as_a_model(name: str, tmp_path: Path) -> None:
+    from alexgui.engine.inference.onnx_cache import load_onnx_backend
+
+    pipe = tmp_path / name
+    os.mkfifo(pipe)
+    for load in (load_predictor, load_onnx_backend):
+        if load is load_onnx_backend and name != "model.onnx":
+            continue  # the ONNX backend exports other kinds through load_predictor, checked above
+        with pytest.raises(PredictorError, match=r"model\.\w+: a named pipe \(FIFO\), not a regular file"):
+            load(pipe)
+    with pytest.raises(PredictorError, match="a named pipe"):
+        TorchPredictor.from_checkpoint(pipe)  # a run folder's checkpoint comes this way
+
+
+def test_an_empty_name_is_neither_the_current_folder_nor_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.explore_helpers import MeanColourPredictor
+
+    monkeypatch.chdir(tmp_path)
+    write_colour_folder(tmp_path, per_class=1)  # what Path("") would have listed
+    assert expand_inputs([""]) == [""]
+    (result,) = classify_files(MeanColourPredictor(), [""])
+    assert (result.path, result.error) == ("", "an empty file name")
+    with pytest.raises(PredictorError, match="no model given"):
+        load_predictor(" ")

@@ -410,6 +410,7 @@ run.close()
 
 def test_follower_sees_lines_from_another_process_and_never_a_partial_one(tmp_path: Path) -> None:
     run = RunDir.create(tmp_path / "r", small_config())
+    run.close()  # this process only reads: the other one writes
     n = 60
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     follower = MetricsFollower(run.metrics_path)

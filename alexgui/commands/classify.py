@@ -16,12 +16,19 @@ import sys
 import time
 from collections.abc import Callable
 
+from alexgui.commands.arguments import inference_device, int_in_range
+from alexgui.config import RANGES
+
+# More classes than any model may have (config's limit) would only repeat the whole list.
+MAX_TOP = int(RANGES[("model", "num_classes")].high)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="classify image files with a model (top-k classes)")
     p.add_argument("--model", required=True, help="checkpoint, run folder, ONNX file, .pth, or 'torchvision'")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="classes to report per image (default 5)")
+    p.add_argument("--top", type=int_in_range(1, MAX_TOP), default=5, metavar="K",
+                   help="classes to report per image (default 5)")
     p.add_argument("--ten-crop", action="store_true", help="average over the paper's 10 test crops")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
@@ -49,24 +56,26 @@ def stderr_progress(label: str, scale: float = 1.0, unit: str = "") -> Callable[
 
 
 def run(args: argparse.Namespace) -> int:
+    from alexgui.engine.data.walk import display_path
     from alexgui.engine.inference.predict import (
+        Predictor,
         PredictorError,
         classify_files,
         expand_inputs,
     )
     from alexgui.engine.inference.sources import load_predictor
 
-    if args.top < 1:
-        print("alexgui classify: --top must be at least 1", file=sys.stderr)
-        return 2
+    onnx = args.backend == "onnx" or str(args.model).lower().endswith(".onnx")
+    device = inference_device(args.device, onnx)  # before any loading: the vocabulary depends on the backend
+    predictor: Predictor
     try:
-        if args.backend == "onnx" or str(args.model).lower().endswith(".onnx"):
+        if onnx:
             from alexgui.engine.inference.onnx_cache import load_onnx_backend
 
-            predictor = load_onnx_backend(args.model, device=args.device or "auto",
+            predictor = load_onnx_backend(args.model, device=device,
                                           progress=lambda text: print(text, file=sys.stderr, flush=True))
         else:
-            predictor = load_predictor(args.model, device=args.device or "cpu", allow_download=args.download,
+            predictor = load_predictor(args.model, device=device, allow_download=args.download,
                                        progress=stderr_progress("download", scale=1e6, unit="MB") if args.download else None)
     except PredictorError as e:
         print(f"alexgui classify: {e}", file=sys.stderr)
@@ -89,12 +98,13 @@ def run(args: argparse.Namespace) -> int:
             results.append(result.to_json() if result.error is not None else {**result.to_json(), **backend})
             continue
         if result.error is not None:
-            print(f"{result.path}: ERROR {result.error}", flush=True)
+            print(f"{display_path(result.path) or repr('')}: ERROR {result.error}", flush=True)
             continue
         truth = ""
         if result.true_index is not None:
             truth = f"  (true: {predictor.class_names[result.true_index]})"
-        print(f"{result.path}  [{result.ms:.0f} ms]{truth}")
+        # A name that is not valid UTF-8 shows its bytes as \xNN, as in every message about files.
+        print(f"{display_path(result.path)}  [{result.ms:.0f} ms]{truth}")
         for t in result.top:
             print(f"  {t.prob * 100:6.2f}%  {t.label}  [{t.index}]")
         sys.stdout.flush()

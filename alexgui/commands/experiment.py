@@ -62,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
         run_experiment,
     )
 
+    try:
+        _check_arguments(args)
+    except (ConfigError, ExperimentError) as e:  # before any folder is made or image read
+        print(f"alexgui experiment: {e}", file=sys.stderr)
+        return 2
     data = args.data if args.data == "demo" else str(Path(args.data).expanduser().resolve())
     options = ExperimentOptions(
         data=data,
@@ -126,3 +131,39 @@ def run(args: argparse.Namespace) -> int:
     if stop_requested:
         return 130
     return 1 if failures else 0
+
+
+# The flags that are run settings, checked by the same rules as a config.toml's values.
+_SETTINGS = [
+    ("--epochs", "train", "epochs"),
+    ("--max-steps", "train", "max_steps"),
+    ("--batch-size", "train", "batch_size"),
+    ("--lr", "train", "lr"),
+    ("--workers", "data", "workers"),
+]
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """ConfigError naming the flag and the accepted values for the first one that cannot be used."""
+    from alexgui.config import ConfigError, check_setting, min_crop
+    from alexgui.engine.devices import DeviceError, parse_devices
+
+    for flag, section, name in _SETTINGS:
+        check_setting(section, name, getattr(args, flag[2:].replace("-", "_")), f"argument {flag}")
+    if not 1 <= args.seeds <= 100:
+        raise ConfigError(f"argument --seeds: {args.seeds} is out of range; give an integer from 1 to 100")
+    if not min_crop("overlapping") <= args.crop <= 4096:
+        raise ConfigError(
+            f"argument --crop: {args.crop} is out of range; give an integer from {min_crop('overlapping')} "
+            "(the smallest input the network takes) to 4096"
+        )
+    if args.smooth_steps < 1:
+        raise ConfigError(f"argument --smooth-steps: {args.smooth_steps} is out of range; give an integer >= 1")
+    if args.target_error is not None and not 0 < args.target_error < 1:
+        raise ConfigError(f"argument --target-error: {args.target_error} is out of range; give a number > 0 and < 1")
+    if args.data != "demo" and not Path(args.data).expanduser().is_dir():
+        raise ConfigError(f"argument --data: {args.data}: no such folder; give an image folder (a subfolder per class) or 'demo'")
+    try:
+        parse_devices(args.device)
+    except DeviceError as e:
+        raise ConfigError(f"argument --device: {e}") from None

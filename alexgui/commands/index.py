@@ -11,16 +11,23 @@ from __future__ import annotations
 import argparse
 import sys
 
+from alexgui.commands.arguments import existing_folder, int_in_range, one_device
+
+# Beyond this a batch only adds memory: conv1's output alone is about 1.1 MB per image.
+MAX_BATCH = 1024
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="build a retrieval index of an image folder (fc7 features)")
     p.add_argument("--model", required=True, help="checkpoint, run folder, ONNX file, .pth, or 'torchvision'")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of gallery images (searched recursively)")
+    p.add_argument("--images", required=True, type=existing_folder, metavar="DIR",
+                   help="folder of gallery images (searched recursively)")
     p.add_argument("--out", required=True, metavar="INDEX", help="index folder to write (replaced atomically)")
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16",
                    help="storage precision of the features (default float16: half the size; searched in float32)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--batch-size", type=int_in_range(1, MAX_BATCH), default=16,
+                   help=f"images per forward pass, 1 to {MAX_BATCH} (default 16)")
+    p.add_argument("--device", type=one_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,10 +36,16 @@ def run(args: argparse.Namespace) -> int:
     from alexgui.engine.inference.retrieval import (
         RetrievalError,
         build_index,
+        check_index_folder,
         save_index,
     )
     from alexgui.engine.inference.sources import load_predictor
 
+    try:
+        check_index_folder(args.out)  # before any work: never over another tool's index.json or files
+    except RetrievalError as e:
+        print(f"alexgui index: {e}", file=sys.stderr)
+        return 2
     try:
         predictor = load_predictor(args.model, device=args.device)
     except PredictorError as e:
@@ -40,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         index = build_index(predictor, args.images, progress=stderr_progress("indexing", unit="images"),
-                            batch_size=max(1, args.batch_size), dtype=args.dtype)
+                            batch_size=args.batch_size, dtype=args.dtype)
         save_index(index, args.out)
     except RetrievalError as e:
         print(f"alexgui index: {e}", file=sys.stderr)

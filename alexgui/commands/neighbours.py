@@ -13,15 +13,20 @@ import argparse
 import json
 import sys
 
+from alexgui.commands.arguments import int_in_range, one_device
+
+# More neighbours per query than anyone reads; the gallery's size caps it anyway.
+MAX_K = 10_000
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("neighbours", help="nearest gallery images to query images, from an index")
     p.add_argument("--index", required=True, metavar="INDEX", help="index folder made by `alexgui index`")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="query image files")
-    p.add_argument("--k", type=int, default=8, help="neighbours per query (default 8)")
+    p.add_argument("--k", type=int_in_range(1, MAX_K), default=8, help=f"neighbours per query, 1 to {MAX_K} (default 8)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     p.add_argument("--model", help="model to embed the queries (default: the one the index was built with)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", type=one_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,21 +34,19 @@ def run(args: argparse.Namespace) -> int:
     from alexgui.engine.inference.retrieval import (
         RetrievalError,
         load_index,
+        model_source,
         nearest,
         query_features,
         stale_reasons,
     )
     from alexgui.engine.inference.sources import load_predictor
 
-    if args.k < 1:
-        print("alexgui neighbours: --k must be at least 1", file=sys.stderr)
-        return 2
     try:
         index = load_index(args.index)
     except RetrievalError as e:
         print(f"alexgui neighbours: {e}", file=sys.stderr)
         return 2
-    spec = args.model or index.model.get("source")
+    spec = args.model or model_source(index)
     if not spec:
         print(f"alexgui neighbours: {args.index} does not say which model built it; pass --model", file=sys.stderr)
         return 2

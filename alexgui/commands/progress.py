@@ -60,7 +60,10 @@ class TrainPrinter:
             self._hint(event)
         elif isinstance(event, Stopped):
             self.exit_code = 130
-            self.note(f"Continue with: alexgui train --out {self.run_path} --resume")
+            if event.checkpoint:
+                self.note(f"Continue with: alexgui train --out {self.run_path} --resume")
+            else:  # stopped before the first checkpoint (e.g. in the pre-flight): nothing to continue
+                self.note(f"Nothing was saved yet; start it again with: alexgui train --out {self.run_path} --restart")
         elif isinstance(event, Failed):
             self.exit_code = 1
         elif event.type == "finished":

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alexgui.config import ConfigError, RunConfig
+from alexgui.config import ConfigError, RunConfig, check_setting
+from alexgui.errors import AlexguiError
 
 if TYPE_CHECKING:  # the engine is imported when a run starts, not when the CLI parses its flags
     from alexgui.engine.store.rundir import RunDir
@@ -42,6 +43,7 @@ _SWITCHES: list[tuple[str, str, str, bool, str]] = [
     ("--no-flip", "data", "flip", False, "no horizontal reflections"),
     ("--no-random-crop", "data", "random_crop", False, "train on the centre crop only"),
     ("--no-cache", "data", "cache", False, "decode images every epoch instead of caching them"),
+    ("--follow-links", "data", "follow_links", True, "follow symbolic links that lead out of the data folder"),
     ("--ten-crop-eval", "data", "ten_crop_eval", True, "validate on 10 crops (paper's test-time averaging)"),
     ("--bf16", "train", "bf16", True, "bf16 autocast (CUDA only)"),
     ("--channels-last", "train", "channels_last", True, "channels_last memory format (CUDA only)"),
@@ -61,6 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="TOML settings file (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument(
+        "--restart",
+        action="store_true",
+        help="start the alexgui run in --out over in the same folder: its checkpoints and log are cleared "
+        "(settings: --config if given, else the run's config.toml; flags override them)",
+    )
+    p.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel training, one process per device (or GPU pair), launched by torchrun; "
@@ -73,13 +81,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
-    values = base.to_dict()  # a deep copy (dataclasses.asdict); validated once, below
+    """The settings `base` with the flags given on top; ConfigError (naming the flag and the accepted
+    values) for any value that cannot be used, before anything is created or read."""
+    values = base.to_dict()  # a deep copy (dataclasses.asdict); validated as a whole below
     if args.data is not None:
-        values["data"]["data"] = str(Path(args.data).expanduser().resolve()) if args.data != "demo" else "demo"
+        data = Path(args.data).expanduser().resolve()
+        if args.data != "demo" and not data.is_dir():
+            problem = "not a folder" if data.exists() else "no such folder"
+            raise ConfigError(f"argument --data: {args.data}: {problem}; give an image folder (a subfolder per class) or 'demo'")
+        values["data"]["data"] = str(data) if args.data != "demo" else "demo"
     for flag, section, name, _, _ in _OVERRIDES:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
-            values[section][name] = value
+            values[section][name] = check_setting(section, name, value, f"argument {flag}")
     for flag, section, name, on, _ in _SWITCHES:
         if getattr(args, flag[2:].replace("-", "_")):
             values[section][name] = on
@@ -87,25 +101,66 @@ def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexgui.engine.store.rundir import RunDir, RunDirError
-
-    run_dir: RunDir | None = None
     try:
-        if args.resume:
-            run_dir = RunDir.open(args.out)
-            cfg = config_from_args(args, run_dir.config())
-        else:
-            base = RunConfig.load(args.config) if args.config else RunConfig()
-            cfg = config_from_args(args, base)
-            if not args.distributed:  # distributed: rank 0 creates it once the processes have met
-                run_dir = RunDir.create(args.out, cfg)
-    except (ConfigError, RunDirError) as e:
+        prepared = _prepare(args)
+    except AlexguiError as e:  # every argument is checked here, before any folder is made or file read
         print(f"alexgui train: {e}", file=sys.stderr)
         return 2
+    if prepared is None:
+        return 0
+    cfg, run_dir = prepared
     if not args.distributed:
         assert run_dir is not None
         return _train(cfg, run_dir, args.resume, None)
     return _run_distributed(args, cfg, run_dir)
+
+
+def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None:
+    """The checked settings and the run folder, held as its one writer (distributed: rank 0 takes it
+    once the processes have met); None when there is nothing to do."""
+    from alexgui.engine.store.rundir import RunDir
+    from alexgui.engine.training.checkpoints import check_resumable, saved_step
+
+    if args.resume and args.restart:
+        raise AlexguiError("argument --restart: not with --resume: give one (continue the run, or start it over)")
+    if args.restart and args.distributed:
+        raise AlexguiError("argument --restart: start the run over without --distributed, then resume it with --distributed")
+    if args.resume and args.config:
+        raise AlexguiError("argument --config: a resumed run keeps its own settings; give flags to change them")
+    if not (args.resume or args.restart):
+        cfg = config_from_args(args, RunConfig.load(args.config) if args.config else RunConfig())
+        _check_device_and_data(cfg)
+        # Distributed: rank 0 creates the folder once the processes have met.
+        return cfg, None if args.distributed else RunDir.create(args.out, cfg)
+    # Ranks other than 0 only read the folder; train() takes the lock on rank 0.
+    run_dir = RunDir.open(args.out) if args.distributed else RunDir.open_for_writing(args.out)
+    base = RunConfig.load(args.config) if args.config else run_dir.config()
+    cfg = config_from_args(args, base)
+    _check_device_and_data(cfg)
+    if args.restart:
+        run_dir.restart()
+        return cfg, run_dir
+    check_resumable(run_dir)
+    step = saved_step(run_dir)
+    if step is not None and cfg.train.max_steps and step >= cfg.train.max_steps:
+        print(f"{args.out}: already at step {step}, which reaches --max-steps {cfg.train.max_steps}; nothing to do "
+              "(give a larger --max-steps to train on)")  # fmt: skip
+        return None
+    return cfg, run_dir
+
+
+def _check_device_and_data(cfg: RunConfig) -> None:
+    """The device and the data folder, whichever settings (flags, --config, the run's own) named them."""
+    from alexgui.engine.devices import DeviceError, parse_devices
+
+    data = cfg.data.data
+    if data != "demo" and not Path(data).expanduser().is_dir():
+        raise ConfigError(f"[data] data: {data}: no such folder; give an image folder (a subfolder per class) or 'demo'")
+
+    try:
+        parse_devices(cfg.train.device)
+    except DeviceError as e:
+        raise ConfigError(f"argument --device: {e}") from None
 
 
 def _run_distributed(args: argparse.Namespace, cfg: RunConfig, opened: RunDir | None) -> int:

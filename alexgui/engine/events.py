@@ -91,6 +91,16 @@ class EpochDone(Event):
 
 
 @dataclass
+class DataChanged(Event):
+    """Files that vanished, changed or stopped decoding since the pre-flight, noticed at an epoch's
+    end; the run goes on with the rest (train_images and val_images: how many are still used)."""
+
+    files: list[dict[str, str]]  # [{"path": ..., "reason": ...}], paths printable
+    train_images: int
+    val_images: int
+
+
+@dataclass
 class LrDropped(Event):
     old_lr: float
     new_lr: float
@@ -137,6 +147,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "progress": Progress,
     "step": StepDone,
     "epoch": EpochDone,
+    "data_changed": DataChanged,
     "lr_dropped": LrDropped,
     "checkpoint": CheckpointSaved,
     "paused": Paused,

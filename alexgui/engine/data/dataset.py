@@ -1,8 +1,9 @@
 """Image folders as training data: class folders, the train/val split, the pre-flight, batches.
 
-Layouts (class names are the sorted folder names; files are found recursively inside a class folder;
-names starting with "." are ignored, everything else is a candidate that the pre-flight accepts or
-excludes with a reason):
+Layouts (class names are the sorted folder names; files are found recursively inside a class folder
+by walk.py, which skips special files, link loops and links out of the root with a reason; names
+starting with "." are ignored, every other regular file is a candidate that the pre-flight accepts
+or excludes with a reason):
 
     ROOT/train/<class>/...  and  ROOT/val/<class>/...     val/ optional: without it, a seeded split
     ROOT/<class>/...                                       a seeded split, stratified per class
@@ -17,25 +18,21 @@ from __future__ import annotations
 import os
 import random
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
-
 from alexgui.config import DataConfig
 from alexgui.engine.data.cache import CacheError, CacheWriter, DecodedCache, fingerprint
 from alexgui.engine.data.imageio import ImageError, load_256
-from alexgui.errors import AlexguiError, Cancelled
+from alexgui.engine.data.imageset import ImageSet
+from alexgui.engine.data.walk import DatasetError, FolderWalk, Skipped, Stamp, display_path
+from alexgui.errors import Cancelled
+
+__all__ = ["DatasetError", "DatasetIndex", "ImageSet", "PreparedData", "Sample", "Skipped", "prepare_dataset", "scan_folder"]
 
 ProgressFn = Callable[[str, int, int], None]
-
-
-class DatasetError(AlexguiError):
-    """A dataset folder that cannot be trained on; the message names the folder and the problem."""
 
 
 @dataclass
@@ -45,36 +42,42 @@ class Sample:
 
 
 @dataclass
-class Skipped:
-    path: str
-    reason: str
-
-
-@dataclass
 class DatasetIndex:
     root: Path
     class_names: list[str]
     train: list[Sample]
     val: list[Sample]
+    skipped: list[Skipped] = field(default_factory=list)  # what the walk would not take, with reasons
+    stamps: dict[str, Stamp] = field(default_factory=dict)  # path -> (size, mtime_ns, inode) when found
 
 
 # -- scanning --------------------------------------------------------------------------------
 
 
-def scan_folder(root: str | os.PathLike[str], val_fraction: float, split_seed: int) -> DatasetIndex:
-    """Find the classes and files under `root` and split them into train and val."""
+def scan_folder(
+    root: str | os.PathLike[str], val_fraction: float, split_seed: int, links_out: bool = False
+) -> DatasetIndex:
+    """Find the classes and files under `root` and split them into train and val.
+
+    The walk (walk.py) skips special files, link loops and (unless `links_out`) links out of root,
+    each with a reason in `DatasetIndex.skipped`.
+    """
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"{root}: folder not found")
     if not root.is_dir():
         raise DatasetError(f"{root}: is a file, not a folder of class folders")
     root = root.resolve()
+    walk = FolderWalk(root, links_out=links_out)
     train_dir, val_dir = root / "train", root / "val"
     if train_dir.is_dir():
-        train_files = _class_files(train_dir)
+        # Every class folder is claimed before any is walked: see FolderWalk.
+        train_classes = walk.class_folders(train_dir)
+        val_classes = walk.class_folders(val_dir) if val_dir.is_dir() else None
+        train_files = _class_files(walk, train_classes)
         _require_classes(train_files, train_dir)
-        if val_dir.is_dir():
-            val_files = _class_files(val_dir)
+        if val_classes is not None:
+            val_files = _class_files(walk, val_classes)
             if not val_files:
                 raise DatasetError(
                     f"{val_dir}: no class folders with files (remove val/ to split train/ automatically)"
@@ -87,38 +90,26 @@ def scan_folder(root: str | os.PathLike[str], val_fraction: float, split_seed: i
     else:
         if val_dir.is_dir():
             raise DatasetError(f"{root}: has val/ but no train/ folder; add train/ or use plain class folders")
-        all_files = _class_files(root)
+        all_files = _class_files(walk, walk.class_folders(root))
         _require_classes(all_files, root)
         train_files, val_files = _split(all_files, val_fraction, split_seed, root)
     class_names = sorted(train_files)
     label = {name: i for i, name in enumerate(class_names)}
     train = [Sample(p, label[c]) for c in class_names for p in train_files[c]]
     val = [Sample(p, label[c]) for c in sorted(val_files) for p in val_files[c]]
-    return DatasetIndex(root=root, class_names=class_names, train=train, val=val)
+    return DatasetIndex(
+        root=root, class_names=class_names, train=train, val=val, skipped=walk.skipped, stamps=walk.stamps
+    )
 
 
-def _class_files(folder: Path) -> dict[str, list[str]]:
-    """{class name: sorted file paths} for the visible sub-folders of `folder` that hold files."""
-    classes: dict[str, list[str]] = {}
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as e:
-        raise DatasetError(f"{folder}: cannot list the folder ({e.strerror or e})") from None
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
-        files = _files_below(entry)
+def _class_files(walk: FolderWalk, classes: list[tuple[str, Path]]) -> dict[str, list[str]]:
+    """{class name: sorted file paths} for the class folders that hold files."""
+    found: dict[str, list[str]] = {}
+    for name, folder in classes:
+        files = walk.files_below(folder)
         if files:
-            classes[entry.name] = files
-    return classes
-
-
-def _files_below(folder: Path) -> list[str]:
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(os.path.join(dirpath, name) for name in filenames if not name.startswith("."))
-    return sorted(found)
+            found[name] = files
+    return found
 
 
 def _require_classes(classes: dict[str, list[str]], folder: Path) -> None:
@@ -157,130 +148,6 @@ def _split(
     return train, val
 
 
-# -- images as arrays and batches ------------------------------------------------------------
-
-
-class ImageSet:
-    """Images already vetted by the pre-flight, each with its label.
-
-    With a cache, pixels come from the memory map (no decoding). Without one, files are decoded on
-    the fly; a file that can no longer be decoded (deleted or damaged after the pre-flight) is
-    dropped from its batch and recorded in `failed` instead of stopping training, so such a batch is
-    smaller than the rest, and a batch whose files all failed is not yielded at all.
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[str],
-        labels: Sequence[int] | np.ndarray,
-        size: int = 256,
-        cache: DecodedCache | None = None,
-        rows: Sequence[int] | np.ndarray | None = None,
-    ) -> None:
-        self.paths = list(paths)
-        self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-        if len(self.labels) != len(self.paths):
-            raise ValueError(f"ImageSet: {len(self.paths)} paths but {len(self.labels)} labels")
-        self.size = size
-        self.cache = cache
-        self.rows = np.asarray(rows if rows is not None else np.arange(len(self.paths)), dtype=np.int64)
-        self.failed: list[Skipped] = []  # files that failed to decode after the pre-flight
-        self._failed_paths: set[str] = set()
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def cached(self) -> bool:
-        return self.cache is not None
-
-    def get(self, i: int) -> np.ndarray:
-        """Image i as (size, size, 3) uint8; raises ImageError if it has to be decoded and cannot be."""
-        if self.cache is not None:
-            return np.array(self.cache.images[self.rows[i]])
-        return load_256(self.paths[i], self.size)
-
-    def batches(
-        self, indices: np.ndarray | Sequence[int], batch_size: int, workers: int = 0, pin_memory: bool = False
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(uint8 (B, size, size, 3), int64 (B,)) CPU tensors over `indices` in the order given.
-
-        `workers` decoding processes are used only without a cache. Pinned memory is used only
-        when asked and CUDA is available.
-        """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-        order = np.asarray(indices, dtype=np.int64).reshape(-1)
-        pin = pin_memory and torch.cuda.is_available()
-        if self.cache is not None:
-            return self._cached_batches(order, batch_size, pin)
-        return self._decoded_batches(order, batch_size, workers, pin)
-
-    def _cached_batches(self, order: np.ndarray, batch_size: int, pin: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        assert self.cache is not None
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            # One fancy-index copy out of the memory map per batch: no per-image Python work.
-            pixels = np.asarray(self.cache.images[self.rows[chosen]]).view(np.ndarray)
-            images = torch.from_numpy(pixels)
-            labels = torch.from_numpy(self.labels[chosen].copy())
-            if pin:
-                images, labels = images.pin_memory(), labels.pin_memory()
-            yield images, labels
-
-    def _decoded_batches(
-        self, order: np.ndarray, batch_size: int, workers: int, pin: bool
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        chunks = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-        if not chunks:
-            return
-        loader = DataLoader(
-            _DecodingDataset(self.paths, self.labels, self.size),
-            batch_sampler=chunks,
-            num_workers=max(0, workers),
-            collate_fn=_collate_dropping_failures,
-            pin_memory=pin,
-        )
-        for images, labels, failures in loader:
-            for path, reason in failures:
-                if path not in self._failed_paths:  # report a file once, not once per epoch
-                    self._failed_paths.add(path)
-                    self.failed.append(Skipped(path, reason))
-            if len(labels):
-                yield images, labels
-
-
-class _DecodingDataset(Dataset):
-    # Holds only paths and labels: it is pickled into each DataLoader worker.
-    def __init__(self, paths: list[str], labels: np.ndarray, size: int) -> None:
-        self.paths, self.labels, self.size = paths, labels, size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray | None, int, str | None, str]:
-        path = self.paths[i]
-        try:
-            return load_256(path, self.size), int(self.labels[i]), None, path
-        except ImageError as e:
-            return None, int(self.labels[i]), e.reason, path
-
-
-def _collate_dropping_failures(
-    items: list[tuple[np.ndarray | None, int, str | None, str]],
-) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
-    """Stack the images that decoded; report (path, reason) for those that did not."""
-    good = [(image, label) for image, label, _reason, _path in items if image is not None]
-    failures = [(path, reason) for image, _label, reason, path in items if image is None and reason is not None]
-    if good:
-        images = torch.from_numpy(np.stack([image for image, _ in good]))
-        labels = torch.tensor([label for _, label in good], dtype=torch.int64)
-    else:
-        images = torch.empty((0, 0, 0, 3), dtype=torch.uint8)
-        labels = torch.empty((0,), dtype=torch.int64)
-    return images, labels, failures
-
-
 # -- the pre-flight --------------------------------------------------------------------------
 
 
@@ -316,7 +183,7 @@ def prepare_dataset(
 
         root = ensure_demo_dataset(cache_root)
     report("scanning", 0, 1)
-    index = scan_folder(root, cfg.val_fraction, cfg.split_seed)
+    index = scan_folder(root, cfg.val_fraction, cfg.split_seed, links_out=cfg.follow_links)
     report("scanning", 1, 1)
     _check_stop(stop)
 
@@ -336,13 +203,16 @@ def prepare_dataset(
     else:
         reasons = _preflight(paths, size, None, report, stop)
 
-    skipped = [Skipped(paths[i], reason) for i, reason in sorted(reasons.items())]
+    skipped = index.skipped + [Skipped(display_path(paths[i]), reason) for i, reason in sorted(reasons.items())]
     n_train = len(index.train)
     train_rows = [i for i in range(n_train) if i not in reasons]
     val_rows = [i for i in range(n_train, len(samples)) if i not in reasons]
 
     def image_set(rows: list[int]) -> ImageSet:
-        return ImageSet([paths[i] for i in rows], [labels[i] for i in rows], size, cache, rows if cache else None)
+        return ImageSet(
+            [paths[i] for i in rows], [labels[i] for i in rows], size, cache, rows if cache else None,
+            stamps=[index.stamps.get(paths[i]) for i in rows],
+        )
 
     train, val = image_set(train_rows), image_set(val_rows)
     _require_usable(index, train, val, skipped)

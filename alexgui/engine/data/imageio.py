@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from alexgui.engine.data.walk import display_path, special_file_reason
 from alexgui.errors import AlexguiError
 
 # Refuse images with more pixels than this before decoding them. Pillow's own hard limit is twice
@@ -49,11 +50,12 @@ if hasattr(os, "register_at_fork"):
 
 
 class ImageError(AlexguiError):
-    """A file that cannot be used as an image; str() is "PATH: reason"."""
+    """A file that cannot be used as an image; str() is "PATH: reason", the path printable (a name
+    that is not valid UTF-8 shows its bytes as \\xNN)."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        super().__init__(path, reason)
-        self.path: str = self.path or str(path)
+        super().__init__(display_path(path), reason)
+        self.path: str = self.path or display_path(path)
 
     @property
     def reason(self) -> str:
@@ -86,7 +88,7 @@ def load_256(path: str | os.PathLike[str], size: int = 256) -> np.ndarray:
 def _decode(path: str | os.PathLike[str], min_short_side: int | None) -> Image.Image:
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             if os.fstat(f.fileno()).st_size == 0:
                 raise ImageError(path, "empty file")
             image = _open(path, f)
@@ -118,6 +120,27 @@ def _decode(path: str | os.PathLike[str], min_short_side: int | None) -> Image.I
         raise ImageError(path, "unreadable: permission denied") from None
     except OSError as e:
         raise ImageError(path, f"unreadable: {e.strerror or e}") from None
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open `path` for reading only if it is a regular file.
+
+    A FIFO would block open() until some writer came (forever, and Ctrl-C cannot interrupt it), a
+    device may do something on open: both are refused from a stat first. The open itself is
+    non-blocking and checked again with fstat, in case the name was swapped in between.
+    """
+    reason = special_file_reason(os.stat(path).st_mode)
+    if reason is not None:
+        raise ImageError(path, reason)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        reason = special_file_reason(os.fstat(fd).st_mode)
+        if reason is not None:
+            raise ImageError(path, reason)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _open(path: Path, f: BinaryIO) -> Image.Image:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alexgui.config import ConfigError
 from alexgui.engine.events import Event, Failed, Finished, RunStarted, StepDone, Stopped
 from alexgui.engine.experiments.definitions import Experiment, get_experiment
 from alexgui.engine.experiments.plan import (
@@ -28,8 +29,11 @@ from alexgui.engine.experiments.plan import (
     plan,
     tower_scores,
 )
+from alexgui.engine.store.lock import FolderBusyError, FolderLock
 from alexgui.engine.store.metrics_log import read_events
+from alexgui.engine.store.ownership import Ownership, describe_foreign, ownership
 from alexgui.engine.store.rundir import RunDir, RunDirError, is_run_dir
+from alexgui.errors import AlexguiError
 
 
 @dataclass
@@ -94,9 +98,6 @@ def run_experiment(
     Stops (without a report) when `stop` is set; the interrupted run keeps its checkpoint and the
     next call resumes it.
     """
-    from alexgui.engine.experiments.analysis import analyse
-    from alexgui.engine.experiments.report import write_report
-
     experiment = get_experiment(name)
     options.check()
     if options.arch not in experiment.archs:
@@ -105,10 +106,25 @@ def run_experiment(
             "architecture does not have the setting this experiment changes"
         )
     out = Path(out)
+    try:
+        runs = plan(experiment, out, options)  # every setting checked before the folder is made
+    except ConfigError as e:
+        raise ExperimentError(str(e)) from None
     _prepare_out(out)
-    runs = plan(experiment, out, options)
+    lock = _lock_out(out)
+    try:
+        yield from _run_all(experiment, out, options, runs, stop or threading.Event())
+    finally:
+        lock.release()
+
+
+def _run_all(
+    experiment: Experiment, out: Path, options: ExperimentOptions, runs: list[PlannedRun], stop: threading.Event
+) -> Iterator[Update]:
+    from alexgui.engine.experiments.analysis import analyse
+    from alexgui.engine.experiments.report import write_report
+
     actions = [_action_for(run) for run in runs]  # every folder checked before any training starts
-    stop = stop or threading.Event()
     total = len(runs)
     for run, action in zip(runs, actions):
         if stop.is_set():
@@ -139,20 +155,30 @@ def _prepare_out(out: Path) -> None:
         raise ExperimentError(f"{out}: cannot create the folder ({e.strerror or e})") from None
 
 
+def _lock_out(out: Path) -> FolderLock:
+    """One experiment at a time in a folder (each of its runs is locked too while it trains)."""
+    try:
+        return FolderLock(out)
+    except FolderBusyError as e:
+        who = f"process {e.holder}" if e.holder is not None else "another process"
+        raise ExperimentError(f"{out}: {who} is already running an experiment in this folder; wait for it to end") from None
+    except AlexguiError as e:
+        raise ExperimentError(str(e)) from None
+
+
 def _action_for(run: PlannedRun) -> str:
     """'train' (new), 'skip' (finished with these settings) or 'resume'; ExperimentError for a foreign run."""
     if not run.path.exists():
         return "train"
-    if not is_run_dir(run.path):
-        try:
-            empty = run.path.is_dir() and not any(run.path.iterdir())
-        except OSError:
-            empty = False
-        if empty:
-            return "train"
-        raise ExperimentError(f"{run.path}: exists and is not an alexgui run; move it away or choose another output folder")
+    kind = ownership(run.path) if run.path.is_dir() else Ownership.FOREIGN
+    if kind is Ownership.EMPTY:
+        return "train"
+    if kind is Ownership.FOREIGN:
+        what = describe_foreign(run.path) if run.path.is_dir() else "it is a file."
+        raise ExperimentError(f"{run.path}: exists and is not an alexgui run; {what} Move it away or choose another folder")
     try:
-        existing = RunDir.open(run.path).config()
+        rundir = RunDir.open(run.path)
+        existing = rundir.config()
     except RunDirError as e:
         raise ExperimentError(str(e)) from None
     mine, theirs = run.cfg.to_dict(), existing.to_dict()
@@ -173,7 +199,19 @@ def _action_for(run: PlannedRun) -> str:
     events, _ = read_events(run.path)
     finished = any(isinstance(e, Finished) for e in events)
     same_stop = (existing.train.epochs, existing.train.max_steps) == (run.cfg.train.epochs, run.cfg.train.max_steps)
-    return "skip" if finished and same_stop else "resume"
+    if finished and same_stop:
+        return "skip"
+    from alexgui.engine.training.checkpoints import check_resumable  # torch: imported when a run is near
+    from alexgui.engine.training.control import TrainingError
+
+    try:
+        check_resumable(rundir)
+    except TrainingError:
+        raise ExperimentError(
+            f"{rundir.last_checkpoint}: missing, but the run's log records training; there is nothing to resume "
+            f"from. Delete {run.path} to train this run again"
+        ) from None
+    return "resume"
 
 
 _MAY_DIFFER = {"workers", "cache"}  # how the data is read, not what it is
@@ -199,8 +237,8 @@ def _train_one(
         control.on_kernels = lambda kernels: pending.append({"conv1": kernels["conv1"]})
     outcome, message = "stopped", "ended without a final event"
     last_step = 0
-    try:
-        rundir = RunDir.create(run.path, cfg, exist_ok=True)
+    try:  # as the run's one writer; a resumed run's config.toml is rewritten only once resuming fits
+        rundir = RunDir.open_for_writing(run.path) if resume else RunDir.create(run.path, cfg)
     except RunDirError as e:
         raise ExperimentError(str(e)) from None
     with rundir:

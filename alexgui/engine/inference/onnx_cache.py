@@ -17,7 +17,7 @@ from alexgui.engine.inference.onnx_export import DEFAULT_OPSET
 from alexgui.engine.inference.onnx_format import FORMAT_VERSION, stat_tensors
 from alexgui.engine.inference.onnx_providers import gpu_present, provider_chain
 from alexgui.engine.inference.onnx_runtime import OnnxPredictor
-from alexgui.engine.inference.predict import PredictorError, TorchPredictor
+from alexgui.engine.inference.predict import PredictorError, TorchPredictor, check_model_file
 from alexgui.engine.inference.sources import load_predictor
 from alexgui.engine.store.atomic import remove_stale_temporaries
 from alexgui.paths import cache_dir as default_cache
@@ -64,7 +64,10 @@ def load_onnx_backend(spec: str | os.PathLike[str], device: str = "auto", thread
                       progress: Callable[[str], None] | None = None) -> OnnxPredictor:
     """`--backend onnx`: an .onnx file as is, any other model spec exported on the fly (cached)."""
     if Path(str(spec)).suffix.lower() == ".onnx":
-        return OnnxPredictor(Path(str(spec)).expanduser(), device, threads)
+        path = Path(str(spec)).expanduser()
+        if path.exists():
+            check_model_file(path)  # a named pipe is refused, not read as an empty file
+        return OnnxPredictor(path, device, threads)
     torch_predictor = load_predictor(spec, "cpu")
     if not isinstance(torch_predictor, TorchPredictor):
         raise PredictorError(f"{spec}: cannot be converted to ONNX (not a PyTorch model)")

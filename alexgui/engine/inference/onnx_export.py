@@ -10,7 +10,8 @@ float16 export: weights and arithmetic in float16, with the input and outputs ke
 inside the graph), so callers feed the same arrays whatever the precision.
 
 The file is built in memory, given its metadata, checked with onnx.checker (full check, including
-shape inference) and only then written, atomically, so a failed export never leaves a file behind.
+shape inference) and only then written, atomically, so a failed export never leaves a file behind;
+the temporaries of a killed one are swept at the next export into the same folder.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from alexgui.engine.inference.onnx_format import (
     encode_array,
     stat_tensors,
 )
-from alexgui.engine.store.atomic import atomic_target
+from alexgui.engine.store.atomic import atomic_target, remove_stale_temporaries
 from alexgui.errors import AlexguiError
 
 if TYPE_CHECKING:
@@ -101,6 +102,12 @@ def export_onnx(
     report = progress or (lambda message: None)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(out, f"opset {opset!r} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
+    # A killed export leaves its temporary (the whole model, 100-250 MB) beside the target; the next
+    # export into the folder removes those whose writer no longer runs (store/atomic.py).
+    swept = remove_stale_temporaries(out.parent)
+    if swept:
+        report(f"removed {len(swept)} leftover temporary file(s) of an interrupted write: "
+               + ", ".join(p.name for p in swept))
     precision = "float16" if fp16 else "float32"
     report(f"tracing the {predictor.arch} model ({precision}, opset {opset})")
     model = copy.deepcopy(predictor.model).to("cpu", torch.float16 if fp16 else torch.float32).eval()

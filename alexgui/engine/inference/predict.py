@@ -30,6 +30,7 @@ from alexgui.config import ConfigError, ModelConfig, RunConfig
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.data.labels import true_class
 from alexgui.engine.data.transforms import Preprocess, mean_over_crops
+from alexgui.engine.data.walk import special_file_reason
 from alexgui.engine.devices import parse_device
 from alexgui.engine.model.base import AlexNetBase
 from alexgui.engine.model.networks import build_model
@@ -60,6 +61,18 @@ Progress = Callable[[int, int], None]
 
 class PredictorError(AlexguiError):
     """A model that cannot be loaded or used; the message names the file and the problem."""
+
+
+def check_model_file(path: Path) -> None:
+    """PredictorError unless `path` is a regular file: a named pipe, socket or device given as a model
+    would block the reader or stream forever, so it is refused before anything opens it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise PredictorError(path, f"cannot read ({e.strerror or e})") from None
+    reason = special_file_reason(mode)
+    if reason is not None:
+        raise PredictorError(path, f"{reason} (a model is a checkpoint, an ONNX file or a run folder)")
 
 
 class Predictor(ABC):
@@ -136,6 +149,7 @@ class TorchPredictor(Predictor):
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> TorchPredictor:
         """An alexgui .safetensors checkpoint: model config, classes and preprocessing travel inside."""
         path = Path(path)
+        check_model_file(path)
         try:
             ckpt = load_checkpoint(path)
         except CheckpointError as e:
@@ -178,6 +192,7 @@ class TorchPredictor(Predictor):
     def from_torchvision_file(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> TorchPredictor:
         """A torchvision AlexNet state_dict (.pth), e.g. alexnet-owt-7be5be79.pth."""
         path = Path(path)
+        check_model_file(path)
         try:
             ckpt = load_checkpoint(path)
         except CheckpointError as e:
@@ -286,6 +301,9 @@ def expand_inputs(items: Iterable[str | os.PathLike[str]]) -> list[str]:
     """Files as given (whatever their suffix), folders replaced by the image files below them."""
     out: list[str] = []
     for item in items:
+        if not os.fspath(item):  # Path("") is ".": an empty name is a file not found, not the current folder
+            out.append("")
+            continue
         p = Path(item)
         if p.is_dir():
             out.extend(str(f) for f in list_images(p))
@@ -326,6 +344,9 @@ def classify_files(
     for path in paths:
         if stop is not None and stop.is_set():
             return
+        if not os.fspath(path):
+            yield Classified("", error="an empty file name")  # Path("") would be the current folder
+            continue
         try:
             u8 = load_256(path)
         except ImageError as e:

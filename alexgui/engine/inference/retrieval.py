@@ -2,133 +2,65 @@
 
 A gallery index is a folder:
 
-    INDEX/index.json          format, image paths, their sizes and mtimes, the model's fingerprint,
-                              skipped files with reasons, the feature file's name and dtype
-    INDEX/features-XXXX.npy   (N, 4096) fc7 features after ReLU, float16 (default) or float32
+    INDEX/index.json              format, image paths, their sizes and mtimes, the model (its path
+                                  absolute, and relative to INDEX as a fallback, so the index works
+                                  from any folder and after moving both together), its fingerprint,
+                                  skipped files with reasons, the feature file's name and dtype
+    INDEX/features-PID-XXXX.npy   (N, 4096) fc7 features after ReLU, float16 (default) or float32
 
-The .npy file is written first under a fresh name, then index.json is replaced atomically to point
-at it, so a reader always sees a complete index. Loading uses np.load(allow_pickle=False) and JSON:
-nothing in an index can run code.
+The .npy file is written first under a fresh name (with the writer's process id), then index.json is
+replaced atomically to point at it, so a reader always sees a complete index; a feature file that no
+index.json names and whose writer is dead (a killed build) is removed by the next save there, as are
+temporaries. An index.json that alexgui did not write, or a folder holding other files, is never
+written to. Loading uses np.load(allow_pickle=False) and JSON: nothing in an index can run code.
 
-Search is exact: squared Euclidean distances ||q||^2 - 2 q.g + ||g||^2 from one matrix product per
-gallery chunk with precomputed gallery norms, then argpartition. Features are searched in float32
-whatever the storage dtype (float16 halves the file; it is widened once when the index is loaded),
-so results equal a brute-force numpy search over the stored values.
+Search is exact (gallery.py): squared Euclidean distances from one matrix product per gallery chunk
+with precomputed gallery norms, then argpartition. Features are searched in float32 whatever the
+storage dtype (float16 halves the file; it is widened once when the index is loaded), so results
+equal a brute-force numpy search over the stored values. Saving and loading are in index_files.py;
+this module builds indexes and embeds queries, and is where callers import all of it from.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.engine.inference.gallery import (
+    FLOAT16_MAX,
+    INDEX_FORMAT,
+    INDEX_JSON,
+    SEARCH_CHUNK,
+    GalleryIndex,
+    RetrievalError,
+    file_stamp,
+    nearest,
+    search,
+    squared_norms,
+)
+from alexgui.engine.inference.index_files import (
+    check_index_folder,
+    load_index,
+    model_source,
+    save_index,
+    stale_reasons,
+)
 from alexgui.engine.inference.predict import IMAGE_SUFFIXES, Predictor, list_images
-from alexgui.engine.store.atomic import atomic_open, atomic_write_text
-from alexgui.errors import AlexguiError, Cancelled
+from alexgui.errors import Cancelled
 
-INDEX_FORMAT = "alexgui-index/1"
-INDEX_JSON = "index.json"
-FLOAT16_MAX = 65504.0
-# Rows per matrix product: big enough for BLAS to run at full speed, small enough that the (Q, rows)
-# distance block stays in cache-friendly sizes when many queries arrive at once.
-SEARCH_CHUNK = 32768
+__all__ = [
+    "INDEX_FORMAT", "INDEX_JSON", "SEARCH_CHUNK", "Cancelled", "GalleryIndex", "RetrievalError", "build_index",
+    "check_index_folder",
+    "load_index", "model_source", "nearest", "query_features", "save_index", "search", "squared_norms",
+    "stale_reasons",
+]
 
 Progress = Callable[[int, int], None]
-
-
-class RetrievalError(AlexguiError):
-    """An index that cannot be built, read or searched; the message names the file and the problem."""
-
-
-@dataclass
-class GalleryIndex:
-    paths: list[str]  # absolute paths of the indexed images, row order of `features`
-    features: np.ndarray  # (N, D) float32, searched as is
-    fingerprint: str  # the model's weights fingerprint when the index was built
-    model: dict[str, Any]  # the predictor's describe() at build time
-    root: str  # the gallery folder
-    stamps: dict[str, list[int]] = field(default_factory=dict)  # path -> [size, mtime_ns] of every file seen
-    skipped: list[dict[str, str]] = field(default_factory=list)  # [{"path", "reason"}]
-    storage_dtype: str = "float16"
-    location: Path | None = None
-    sq_norms: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.features.ndim != 2 or self.features.shape[0] != len(self.paths):
-            raise RetrievalError(
-                f"index: {len(self.paths)} paths but features of shape {self.features.shape}"
-            )
-        self.sq_norms = squared_norms(self.features)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
-def squared_norms(features: np.ndarray) -> np.ndarray:
-    """Row-wise ||g||^2 in float32, without a temporary copy of the features."""
-    return np.einsum("ij,ij->i", features, features, dtype=np.float32)
-
-
-def search(
-    features: np.ndarray,
-    sq_norms: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    chunk: int = SEARCH_CHUNK,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest gallery rows to each query by Euclidean distance.
-
-    Returns (indices (Q, k) int64, distances (Q, k) float32), nearest first; k is capped at the
-    gallery size.
-    """
-    q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    n = features.shape[0]
-    if q.shape[1] != features.shape[1]:
-        raise RetrievalError(f"query has {q.shape[1]} features, the index has {features.shape[1]}")
-    k = min(int(k), n)
-    if k <= 0:
-        return np.zeros((q.shape[0], 0), np.int64), np.zeros((q.shape[0], 0), np.float32)
-    q_sq = np.einsum("ij,ij->i", q, q)[:, None]
-    d2 = np.empty((q.shape[0], n), np.float32)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        block = np.asarray(features[start:stop], dtype=np.float32)
-        # ||q||^2 - 2 q.g + ||g||^2, in place to avoid extra (Q, chunk) temporaries
-        out = d2[:, start:stop]
-        if q.shape[0] == 1:
-            np.dot(block, q[0], out=out[0])  # one query: a matrix-vector product, memory-bound
-        else:
-            np.matmul(q, block.T, out=out)
-        out *= -2.0
-        out += sq_norms[start:stop][None, :]
-        out += q_sq
-    if k < n:
-        part = np.argpartition(d2, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(n), (q.shape[0], n)).copy()
-    part_d2 = np.take_along_axis(d2, part, axis=1)
-    order = np.argsort(part_d2, axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    dist = np.sqrt(np.maximum(np.take_along_axis(part_d2, order, axis=1), 0.0))
-    return idx, dist.astype(np.float32)
-
-
-def nearest(index: GalleryIndex, query_features: np.ndarray, k: int = 8) -> list[list[tuple[str, float]]]:
-    """For each query row, [(gallery path, distance)] nearest first."""
-    idx, dist = search(index.features, index.sq_norms, query_features, k)
-    return [[(index.paths[i], float(d)) for i, d in zip(row_i, row_d)] for row_i, row_d in zip(idx, dist)]
-
-
-# ---- building ---------------------------------------------------------------------------------
 
 
 def build_index(
@@ -149,7 +81,7 @@ def build_index(
     files = list_images(root)
     if not files:
         raise RetrievalError(f"{root}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    stamps = {str(p): _stamp(p) for p in files}
+    stamps = {str(p): file_stamp(p) for p in files}
     kept: list[str] = []
     chunks: list[np.ndarray] = []
     skipped: list[dict[str, str]] = []
@@ -172,7 +104,7 @@ def build_index(
             batch.append(load_256(path))
             batch_paths.append(str(path))
         except ImageError as e:
-            skipped.append({"path": str(path), "reason": e.reason})
+            skipped.append({"path": e.path, "reason": e.reason})  # printable, whatever the name
         if len(batch) >= batch_size:
             flush()
         if progress is not None:
@@ -186,153 +118,21 @@ def build_index(
         storage = "float32"  # would overflow to inf in float16
     if storage == "float16":
         features = features.astype(np.float16).astype(np.float32)  # search what is stored
+    model = predictor.describe()
+    source = model.get("source")
+    if isinstance(source, str) and Path(source).expanduser().exists():
+        # Resolved against the folder the index is built from, so it can be used from anywhere.
+        model["source"] = str(Path(source).expanduser().resolve())
     return GalleryIndex(
         paths=kept,
         features=features,
         fingerprint=predictor.fingerprint,
-        model=predictor.describe(),
+        model=model,
         root=str(root),
         stamps=stamps,
         skipped=skipped,
         storage_dtype=storage,
     )
-
-
-def _stamp(path: Path) -> list[int]:
-    st = path.stat()
-    return [int(st.st_size), int(st.st_mtime_ns)]
-
-
-# ---- disk -------------------------------------------------------------------------------------
-
-
-def save_index(index: GalleryIndex, folder: str | os.PathLike[str]) -> Path:
-    """Write the index into `folder` atomically (see the module docstring); returns the folder."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise RetrievalError(f"{folder}: exists and is not a folder; an index is a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    previous = _read_json(folder / INDEX_JSON) if (folder / INDEX_JSON).exists() else None
-    name = f"features-{secrets.token_hex(6)}.npy"
-    data = index.features.astype(np.float16 if index.storage_dtype == "float16" else np.float32)
-    try:
-        with atomic_open(folder / name, "wb") as f:
-            np.save(f, data, allow_pickle=False)
-        meta = {
-            "format": INDEX_FORMAT,
-            "created": time.time(),
-            "root": index.root,
-            "fingerprint": index.fingerprint,
-            "model": index.model,
-            "features": name,
-            "dtype": index.storage_dtype,
-            "dim": int(index.features.shape[1]),
-            "paths": index.paths,
-            "stamps": index.stamps,
-            "skipped": index.skipped,
-        }
-        atomic_write_text(folder / INDEX_JSON, json.dumps(meta, indent=1))
-    except OSError as e:
-        raise RetrievalError(f"{folder}: cannot write the index ({e.strerror or e})") from None
-    if previous is not None:
-        old = previous.get("features")
-        if isinstance(old, str) and old != name and _is_plain_name(old):
-            (folder / old).unlink(missing_ok=True)
-    index.location = folder
-    return folder
-
-
-def load_index(folder: str | os.PathLike[str]) -> GalleryIndex:
-    """Read an index folder written by save_index. Raises RetrievalError naming the problem."""
-    folder = Path(folder)
-    meta_path = folder / INDEX_JSON if folder.is_dir() else folder
-    if not meta_path.exists():
-        raise RetrievalError(f"{folder}: not an index (no {INDEX_JSON}); build one with `alexgui index`")
-    meta = _read_json(meta_path)
-    if meta.get("format") != INDEX_FORMAT:
-        raise RetrievalError(f"{meta_path}: not an alexgui index (format {meta.get('format')!r})")
-    name = meta.get("features")
-    if not isinstance(name, str) or not _is_plain_name(name):
-        raise RetrievalError(f"{meta_path}: bad feature file name {name!r}")
-    npy = meta_path.parent / name
-    try:
-        raw = np.load(npy, allow_pickle=False, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise RetrievalError(f"{npy}: cannot read the features ({e})") from None
-    if raw.dtype not in (np.float16, np.float32) or raw.ndim != 2:
-        raise RetrievalError(f"{npy}: expected a 2-d float16/float32 array, found {raw.dtype} {raw.shape}")
-    # float16 is widened once here; float32 stays memory-mapped (the OS page cache keeps it warm).
-    features = _widen(raw) if raw.dtype == np.float16 else raw
-    paths = meta.get("paths")
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise RetrievalError(f"{meta_path}: 'paths' must be a list of strings")
-    try:
-        index = GalleryIndex(
-            paths=paths,
-            features=features,
-            fingerprint=str(meta.get("fingerprint", "")),
-            model=dict(meta.get("model") or {}),
-            root=str(meta.get("root", "")),
-            stamps={str(k): list(v) for k, v in dict(meta.get("stamps") or {}).items()},
-            skipped=list(meta.get("skipped") or []),
-            storage_dtype=str(meta.get("dtype", raw.dtype.name)),
-            location=meta_path.parent,
-        )
-    except RetrievalError as e:
-        raise RetrievalError(f"{meta_path}: {e}") from None
-    return index
-
-
-def _widen(half: np.ndarray, rows: int = 16384) -> np.ndarray:
-    """float16 -> float32 in row blocks with torch (numpy's conversion is ~5x slower on 100k x 4096)."""
-    import torch
-
-    out = np.empty(half.shape, np.float32)
-    target = torch.from_numpy(out)
-    for start in range(0, half.shape[0], rows):
-        block = np.array(half[start : start + rows])  # a writable copy of the mapped rows
-        target[start : start + len(block)] = torch.from_numpy(block).float()
-    return out
-
-
-def stale_reasons(index: GalleryIndex, fingerprint: str | None = None, max_listed: int = 3) -> list[str]:
-    """Why the index no longer matches the model or the folder; an empty list means it is current."""
-    reasons: list[str] = []
-    if fingerprint is not None and fingerprint != index.fingerprint:
-        reasons.append(
-            f"built with a different model (fingerprint {index.fingerprint[:12] or '?'}, current {fingerprint[:12]})"
-        )
-    root = Path(index.root)
-    if not root.is_dir():
-        reasons.append(f"the gallery folder {root} no longer exists")
-        return reasons
-    now = {str(p): p for p in list_images(root)}
-    added = sorted(set(now) - set(index.stamps))
-    removed = sorted(set(index.stamps) - set(now))
-    changed = sorted(p for p in set(now) & set(index.stamps) if _stamp(now[p]) != list(index.stamps[p]))
-    for what, items in (("new", added), ("removed", removed), ("changed", changed)):
-        if items:
-            shown = ", ".join(Path(p).name for p in items[:max_listed])
-            more = f" and {len(items) - max_listed} more" if len(items) > max_listed else ""
-            reasons.append(f"{len(items)} {what} image file(s) in {root}: {shown}{more}")
-    return reasons
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise RetrievalError(f"{path}: cannot read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise RetrievalError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise RetrievalError(f"{path}: expected a JSON object")
-    return data
-
-
-def _is_plain_name(name: str) -> bool:
-    # The feature file must sit next to index.json: no folders, no way out of the index.
-    return name == Path(name).name and name not in ("", ".", "..") and name.endswith(".npy")
 
 
 def query_features(predictor: Predictor, paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, list[str | None]]:
@@ -349,6 +149,11 @@ def query_features(predictor: Predictor, paths: Sequence[str | os.PathLike[str]]
             rows.append(None)
             errors.append(e.reason)
     dim = next((r.shape[0] for r in rows if r is not None), 0)
+    if rows and not dim:
+        # Every query failed: zero rows of the model's own width, so a search still runs and each
+        # file is answered with its reason, not with "query has 0 features".
+        _, blank = predictor.predict_u8(np.zeros((1, 256, 256, 3), np.uint8))
+        dim = int(np.asarray(blank).shape[-1])
     feats = np.zeros((len(paths), dim), np.float32)
     for i, r in enumerate(rows):
         if r is not None:

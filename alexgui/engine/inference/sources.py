@@ -19,6 +19,7 @@ from alexgui.engine.inference.predict import (
     PredictorError,
     Progress,
     TorchPredictor,
+    check_model_file,
 )
 from alexgui.engine.model import zoo
 from alexgui.errors import Cancelled
@@ -37,6 +38,8 @@ def load_predictor(
 ) -> Predictor:
     """The model a user named (see the module docstring). Raises PredictorError naming the file."""
     text = str(spec)
+    if not text.strip():  # Path("") is the current folder, which is not what anyone means by it
+        raise PredictorError("no model given (an empty name); give a checkpoint, a run folder, an ONNX file or 'torchvision'")
     if text in zoo.ALIASES:
         try:
             path = zoo.ensure_weights(zoo.default_entry(), allow_download=allow_download, progress=progress, stop=stop)
@@ -51,6 +54,7 @@ def load_predictor(
                              f"an ONNX file or 'torchvision')")
     if path.is_dir():
         return TorchPredictor.from_run_dir(path, device)
+    check_model_file(path)  # before any backend opens it: a named pipe would block it for ever
     suffix = path.suffix.lower()
     if suffix in BACKENDS:
         module_name, _, func = BACKENDS[suffix].partition(":")

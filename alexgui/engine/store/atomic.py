@@ -92,10 +92,13 @@ def is_temporary(path: str | os.PathLike[str]) -> bool:
     return _TEMP_NAME.match(Path(path).name) is not None
 
 
-def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+def remove_stale_temporaries(directory: str | os.PathLike[str], folder_is_locked: bool = False) -> list[Path]:
     """Delete temporaries in `directory` left by writers that no longer run; returns what was removed.
 
     A temporary whose writer is still alive (possibly another process writing right now) is kept.
+    With `folder_is_locked` the caller holds the folder's writer lock (store/lock.py) and is not
+    writing yet, so no live process can own a temporary there: all of them go, even one whose
+    writer's process id has since been reused by an unrelated process.
     """
     removed: list[Path] = []
     try:
@@ -106,7 +109,7 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
         m = _TEMP_NAME.match(entry.name)
         if m is None or not entry.is_file():
             continue
-        if _writer_may_be_alive(int(m["pid"]), entry):
+        if not folder_is_locked and _writer_may_be_alive(int(m["pid"]), entry):
             continue
         try:
             entry.unlink()

@@ -1,5 +1,7 @@
 """Run directories: config.toml, metrics.jsonl and checkpoints/ (the log's format and readers: metrics_log.py).
 
+    RUN/alexgui-run.json             the marker: this folder is alexgui's (ownership.py)
+    RUN/.alexgui.lock                the one writer's lock (lock.py); readers take none
     RUN/config.toml                  the RunConfig (written atomically)
     RUN/metrics.jsonl                one JSON event per line, appended while training
     RUN/preflight.json               files excluded before training, with reasons
@@ -11,6 +13,10 @@ line, which it ignores until the rest arrives. A writer killed mid-line leaves s
 for good; the next writer of the run cuts it off before appending, so new lines are not glued to it.
 NaN and infinite floats (a diverged loss must be recordable) are written as the strings "nan",
 "inf" and "-inf" in float fields and turned back into floats by the readers.
+
+Only alexgui's own folders are written to, by one writer at a time: create() makes a folder (exactly
+one of two racing creators wins: the folder's lock decides, and the loser finds the winner's marker),
+open_for_writing() and claim() take an existing run's lock, and a reader (open()) takes nothing.
 """
 
 from __future__ import annotations
@@ -30,11 +36,21 @@ from alexgui.engine.store.atomic import (
     fsync_dir,
     remove_stale_temporaries,
 )
+from alexgui.engine.store.lock import FolderBusyError, FolderLock, lock_holder
 from alexgui.engine.store.metrics_log import METRICS_NAME, encode_event, read_events
+from alexgui.engine.store.ownership import (
+    CHECKPOINTS_NAME,
+    CONFIG_NAME,
+    MARKER_NAME,
+    Ownership,
+    describe_foreign,
+    ownership,
+    write_marker,
+)
+from alexgui.engine.store.ownership import find_run_dirs as find_run_dirs  # re-exported: readers list runs
+from alexgui.engine.store.ownership import is_run_dir as is_run_dir
 from alexgui.errors import AlexguiError
 
-CONFIG_NAME = "config.toml"
-CHECKPOINTS_NAME = "checkpoints"
 PREFLIGHT_NAME = "preflight.json"
 
 # fsync is a disk round trip: do it in batches for step lines, at once for the lines that matter
@@ -72,6 +88,7 @@ class RunDir:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._close_fd: weakref.finalize | None = None
+        self._writer: FolderLock | None = None
         self._unsynced = 0
         self._last_sync = time.monotonic()
 
@@ -104,34 +121,64 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], cfg: RunConfig, exist_ok: bool = False) -> RunDir:
-        """Make a run folder and write its config.toml.
+        """Make a run folder (new, or empty), mark it as alexgui's, take its writer lock and write config.toml.
 
-        With exist_ok=True an existing run is reopened (to resume) and its config.toml replaced by
-        `cfg`; a folder that holds anything else is never taken over.
+        With exist_ok=True an existing alexgui run is claimed instead (to resume) and its config.toml
+        replaced by `cfg`; a folder that holds anything else is never taken over.
         """
         path = Path(path)
+        RunConfig.from_dict(cfg.to_dict(), "settings")  # ConfigError before anything is made (a config.toml loads)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path}: exists and is a file, not a folder", path)
-        if path.is_dir():
-            _check_reusable(path, exist_ok)
-        run = cls(path)
+        if path.is_dir() and ownership(path) is not Ownership.EMPTY:
+            return cls._reuse(path, cfg, exist_ok)
         try:
-            # checkpoints/ first: a config.toml next to it is what marks the folder as a run.
-            run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunDirError(f"{path}: cannot create the run folder ({e.strerror or e})", path) from None
+        run = cls(path)
+        run._writer = _lock(path, "creating or training a run in this folder")
+        # Under the lock: a racing creator that got here first has left its marker, and wins.
+        if ownership(path) is not Ownership.EMPTY:
+            run.release()
+            return cls._reuse(path, cfg, exist_ok)
+        try:
+            write_marker(path)  # first: from now on the folder is provably alexgui's
+            run.checkpoints_dir.mkdir(exist_ok=True)
+            atomic_write_text(run.config_path, cfg.to_toml())
+        except OSError as e:
+            run.release()
+            raise RunDirError(f"{path}: the folder is not writable ({e.strerror or e})", path) from None
+        run._sweep()
+        return run
+
+    @classmethod
+    def _reuse(cls, path: Path, cfg: RunConfig, exist_ok: bool) -> RunDir:
+        kind = ownership(path)
+        if kind is Ownership.FOREIGN:
+            raise RunDirError(
+                f"{path}: the folder is not empty and is not an alexgui run; {describe_foreign(path)} "
+                "alexgui never writes into such a folder: choose an empty or new one",
+                path,
+            )
+        if not exist_ok:
+            raise RunDirError(f"{path}: already an alexgui run; open it to resume, or choose a new folder", path)
+        try:
+            RunConfig.load(path / CONFIG_NAME)
+        except ConfigError as e:
+            raise RunDirError(f"{e}; not reusing {path}", path / CONFIG_NAME) from None
+        run = cls(path)
+        run.claim()
         try:
             atomic_write_text(run.config_path, cfg.to_toml())
         except OSError as e:
+            run.release()
             raise RunDirError(f"{path}: the folder is not writable ({e.strerror or e})", path) from None
-        # Leftovers of a writer that was killed mid-save; a live writer's files are kept.
-        remove_stale_temporaries(run.path)
-        remove_stale_temporaries(run.checkpoints_dir)
         return run
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDir:
-        """Open an existing run for reading (or for appending, e.g. to resume)."""
+        """Open an existing run for reading; takes no lock (the app follows a run another process writes)."""
         path = Path(path)
         if not path.exists():
             raise RunDirError(f"{path}: no such folder", path)
@@ -142,6 +189,85 @@ class RunDir:
             raise RunDirError(f"{run.config_path}: missing; {path} is not an alexgui run", run.config_path)
         run.config()
         return run
+
+    @classmethod
+    def open_for_writing(cls, path: str | os.PathLike[str]) -> RunDir:
+        """Open an existing alexgui run to resume or restart it, as its one writer (see claim)."""
+        path = Path(path)
+        if path.is_dir() and ownership(path) is Ownership.FOREIGN:
+            raise RunDirError(
+                f"{path}: not an alexgui run; {describe_foreign(path)} "
+                "alexgui never writes into such a folder: train into an empty or new one instead",
+                path,
+            )
+        run = cls.open(path)
+        run.claim()
+        return run
+
+    def claim(self) -> None:
+        """Become the run's one writer, for as long as this object lives or until close().
+
+        Refuses a folder that is not alexgui's (RunDirError) and one another writer holds (naming its
+        process); marks a run made before the marker existed; removes what killed writers left.
+        Calling it again while holding the lock does nothing.
+        """
+        if self._writer is not None and self._writer.held:
+            return
+        if ownership(self.path) is not Ownership.MARKED:  # checked before the lock file is made
+            self._check_ours()
+        self._writer = _lock(self.path, "training this run")
+        try:
+            kind = self._check_ours()
+            if kind is Ownership.LEGACY:
+                write_marker(self.path)
+        except BaseException:
+            self.release()
+            raise
+        self._sweep()
+
+    @property
+    def is_writer(self) -> bool:
+        return self._writer is not None and self._writer.held
+
+    def restart(self) -> None:
+        """Clear the run's checkpoints, log and pre-flight report (nothing else), as its writer, to start over.
+
+        Checkpoints go first: a restart cut short leaves a log without checkpoints, which resume refuses.
+        """
+        self.claim()
+        self.close_log()
+        doomed = sorted(self.checkpoints_dir.glob("*.safetensors")) + [self.metrics_path, self.preflight_path]
+        for file in doomed:
+            try:
+                file.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise RunDirError(f"{file}: cannot remove it to restart the run ({e.strerror or e})", file) from None
+        fsync_dir(self.checkpoints_dir)
+        fsync_dir(self.path)
+
+    def release(self) -> None:
+        """Give up the writer lock (another process may then resume the run)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def _check_ours(self) -> Ownership:
+        kind = ownership(self.path)
+        if kind is Ownership.FOREIGN:
+            raise RunDirError(
+                f"{self.path}: not an alexgui run; {describe_foreign(self.path)} alexgui never writes into such a folder",
+                self.path,
+            )
+        if kind is Ownership.EMPTY:
+            raise RunDirError(f"{self.path}: not an alexgui run (no {MARKER_NAME} or {CONFIG_NAME})", self.path)
+        return kind
+
+    def _sweep(self) -> None:
+        # Leftovers of writers killed mid-save: with the lock held no live process can own them.
+        remove_stale_temporaries(self.path, folder_is_locked=True)
+        remove_stale_temporaries(self.checkpoints_dir, folder_is_locked=True)
 
     def config(self) -> RunConfig:
         try:
@@ -178,7 +304,11 @@ class RunDir:
                 self._last_sync = time.monotonic()
 
     def close(self) -> None:
-        """Sync and close metrics.jsonl; a later append opens it again."""
+        """Sync and close metrics.jsonl and give up the writer lock; a later append opens the log again."""
+        self.close_log()
+        self.release()
+
+    def close_log(self) -> None:
         self.sync()
         with self._lock:
             if self._close_fd is not None:
@@ -199,6 +329,13 @@ class RunDir:
         atomic_write_text(self.preflight_path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
 
     def _open_for_append(self) -> int:
+        if not self.is_writer:
+            # A RunDir opened for reading may append (a front end recording a failure), but never
+            # beside the run's writer: cutting its partial last line would break the line it is writing.
+            holder = lock_holder(self.path)
+            if holder is not None:
+                who = "this process" if holder == os.getpid() else f"process {holder}"
+                raise RunDirError(f"{self.metrics_path}: not written: {who} is training this run", self.metrics_path)
         new_file = not self.metrics_path.exists()
         try:
             if not new_file:
@@ -216,54 +353,19 @@ class RunDir:
         return fd
 
 
-def is_run_dir(path: str | os.PathLike[str]) -> bool:
-    """A folder with config.toml beside checkpoints/ or metrics.jsonl (what RunDir.create makes)."""
-    path = Path(path)
-    return (path / CONFIG_NAME).is_file() and ((path / CHECKPOINTS_NAME).is_dir() or (path / METRICS_NAME).is_file())
-
-
-def find_run_dirs(root: str | os.PathLike[str], max_depth: int = 4) -> list[Path]:
-    """Run folders at or below `root` (not looking inside runs or hidden folders), sorted by path."""
-    root = Path(root)
-    found: list[Path] = []
-
-    def visit(folder: Path, depth: int) -> None:
-        if is_run_dir(folder):
-            found.append(folder)
-            return
-        if depth >= max_depth:
-            return
-        try:
-            children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            return
-        for child in children:
-            visit(child, depth + 1)
-
-    if root.is_dir():
-        visit(root, 0)
-    return sorted(found)
-
-
-def _check_reusable(path: Path, exist_ok: bool) -> None:
-    if is_run_dir(path):
-        if not exist_ok:
-            raise RunDirError(f"{path}: already an alexgui run; open it to resume, or choose a new folder", path)
-        try:
-            RunConfig.load(path / CONFIG_NAME)
-        except ConfigError as e:
-            raise RunDirError(f"{e}; not reusing {path}", path / CONFIG_NAME) from None
-        return
+def _lock(path: Path, doing: str) -> FolderLock:
     try:
-        empty = not any(path.iterdir())
-    except OSError as e:
-        raise RunDirError(f"{path}: cannot list the folder ({e.strerror or e})", path) from None
-    if not empty:
+        return FolderLock(path)
+    except FolderBusyError as e:
+        if e.holder == os.getpid():
+            raise RunDirError(f"{path}: this process is already {doing}", path) from None
+        who = f"process {e.holder}" if e.holder is not None else "another process"
+        stop = f", or stop it (kill {e.holder})" if e.holder is not None and os.name != "nt" else ""
         raise RunDirError(
-            f"{path}: the folder is not empty and is not an alexgui run (no {CONFIG_NAME}); "
-            "choose an empty or new folder",
-            path,
-        )
+            f"{path}: {who} is already {doing}; a run has one writer at a time: wait for it to end{stop}", path
+        ) from None
+    except AlexguiError as e:
+        raise RunDirError(str(e), path) from None
 
 
 def _write_all(fd: int, data: bytes) -> None:

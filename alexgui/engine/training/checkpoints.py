@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from alexgui import __version__
-from alexgui.config import RunConfig
+from alexgui.config import ConfigError, RunConfig
 from alexgui.engine.data.transforms import Preprocess
-from alexgui.engine.store.checkpoint import Checkpoint, load_checkpoint, split_prefix
+from alexgui.engine.events import CheckpointSaved, StepDone
+from alexgui.engine.store.checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_meta, split_prefix
+from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.training.control import TrainingError
 from alexgui.engine.training.schedule import PlateauSchedule
 
@@ -54,13 +56,76 @@ class Position:
 
 def load_resume_checkpoint(path: Path) -> Checkpoint | None:
     """The run's last training checkpoint, or None when nothing was saved yet (the run starts over in
-    the same folder). TrainingError for a file that is not a training checkpoint."""
+    the same folder). CheckpointError for a file that is not a training checkpoint or whose metadata
+    lacks a field resuming needs (the message names the file and the field)."""
     if not path.exists():
         return None
     checkpoint = load_checkpoint(path)
-    if checkpoint.meta.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path}: not an alexgui training checkpoint (format {checkpoint.meta.get('format')!r})")
+    check_meta(path, checkpoint.meta)
     return checkpoint
+
+
+# What resuming reads from a checkpoint's metadata, and the JSON type each must have.
+_META_FIELDS: dict[str, tuple[type, str]] = {
+    "config": (str, "the run's settings as TOML text"),
+    "class_names": (list, "a list of class names"),
+    "preprocessing": (dict, "a table describing the preprocessing"),
+    "epoch": (int, "a whole number >= 0"),
+    "batch": (int, "a whole number >= 0"),
+    "step": (int, "a whole number >= 0"),
+    "epoch_sums": (dict, "a table of loss, top1, top5 and n"),
+    "schedule": (dict, "the learning-rate schedule's state"),
+}
+
+
+def check_meta(path: Path, meta: dict[str, Any]) -> None:
+    """CheckpointError naming the file and the field when `meta` is not a training checkpoint's."""
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"not an alexgui training checkpoint (format {meta.get('format')!r})")
+    for name, (kind, what) in _META_FIELDS.items():
+        if name not in meta:
+            raise CheckpointError(path, f"the metadata field {name!r} is missing (it should be {what})")
+        value: Any = meta[name]
+        if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 0):
+            raise CheckpointError(path, f"the metadata field {name!r} is {value!r:.60}, not {what}")
+    if not meta["class_names"] or not all(isinstance(c, str) for c in meta["class_names"]):
+        raise CheckpointError(path, "the metadata field 'class_names' should be a non-empty list of names")
+    sums = meta["epoch_sums"]
+    if not all(isinstance(sums.get(k), (int, float)) and not isinstance(sums.get(k), bool) for k in _zero_sums()):
+        raise CheckpointError(path, f"the metadata field 'epoch_sums' is {sums!r:.60}, not a table of loss, top1, top5 and n")
+    world = meta.get("world_size", 1)
+    if not isinstance(world, int) or isinstance(world, bool) or world < 1:
+        raise CheckpointError(path, f"the metadata field 'world_size' is {world!r:.60}, not a whole number >= 1")
+    try:
+        PlateauSchedule.from_state(meta["schedule"])
+        RunConfig.from_toml(meta["config"], "config")
+    except (TypeError, ValueError, ConfigError) as e:
+        field_name = "config" if isinstance(e, ConfigError) else "schedule"
+        raise CheckpointError(path, f"the metadata field {field_name!r} cannot be used ({e})") from None
+
+
+def check_resumable(run: RunDir) -> None:
+    """TrainingError when resuming would silently start over: the log records training but the
+    checkpoint it would continue from is gone. Writes nothing."""
+    if run.last_checkpoint.exists():
+        return
+    events, _ = run.events()
+    steps = max((e.step for e in events if isinstance(e, (StepDone, CheckpointSaved))), default=0)
+    if steps:
+        raise TrainingError(
+            f"{run.last_checkpoint}: missing, but the log records training up to step {steps}; there is "
+            "nothing to resume from. Start the run over in this folder with --restart (its log and "
+            "checkpoints are cleared), or train into a new folder"
+        )
+
+
+def saved_step(run: RunDir) -> int | None:
+    """The step of the run's last checkpoint, from its header alone (cheap); None when there is none."""
+    if not run.last_checkpoint.exists():
+        return None
+    meta = read_meta(run.last_checkpoint)
+    check_meta(run.last_checkpoint, meta)
+    return int(meta["step"])
 
 
 def resumed_config(cfg: RunConfig, checkpoint: Checkpoint) -> RunConfig:
@@ -83,6 +148,16 @@ def restore_position(checkpoint: Checkpoint, world_size: int) -> Position:
             f"{saved_world} (this run has {world_size}), or from a checkpoint saved at an epoch end"
         )
     return Position(int(meta["step"]), int(meta["epoch"]), int(meta["batch"]), dict(meta["epoch_sums"]))
+
+
+def load_weights(checkpoint: Checkpoint, model: nn.Module) -> None:
+    """The checkpoint's weights into `model`; CheckpointError when they do not fit it."""
+    try:
+        model.load_state_dict(split_prefix(checkpoint.tensors, "model."))
+    except RuntimeError as e:
+        problem = str(e).strip().splitlines()
+        detail = problem[1].strip() if len(problem) > 1 else problem[0] if problem else type(e).__name__
+        raise CheckpointError(checkpoint.path, f"its weights do not fit the network its settings describe ({detail})") from None
 
 
 def restore_momentum(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:

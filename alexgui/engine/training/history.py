@@ -15,6 +15,7 @@ import numpy as np
 
 from alexgui.engine.events import (
     CheckpointSaved,
+    DataChanged,
     EpochDone,
     Event,
     Failed,
@@ -102,6 +103,7 @@ class RunHistory:
         self.lr_drops: list[LrDropped] = []
         self.checkpoints: list[CheckpointSaved] = []
         self.skipped: list[dict[str, str]] = []
+        self.data_changed: list[dict[str, str]] = []  # files that vanished or changed while training
         self.max_steps = 0  # known for runs trained here; 0 = unknown or unlimited
         self._reset_smoothing()
         self._step_seconds = _Ema(0.8)
@@ -142,6 +144,8 @@ class RunHistory:
                 self.state = "preparing"
         elif isinstance(ev, PreflightReport):
             self.skipped = list(ev.skipped)
+        elif isinstance(ev, DataChanged):
+            self.data_changed.extend(ev.files)
         elif isinstance(ev, LrDropped):
             self.lr_drops.append(ev)
         elif isinstance(ev, CheckpointSaved):

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from alexgui.config import RunConfig
+from alexgui.engine.data.changes import data_changes
 from alexgui.engine.data.dataset import PreparedData
 from alexgui.engine.devices import describe_devices, parse_devices
 from alexgui.engine.events import (
@@ -42,18 +43,17 @@ from alexgui.engine.events import (
     Stopped,
 )
 from alexgui.engine.model.base import CONV_LAYERS
-from alexgui.engine.model.networks import build_model
 from alexgui.engine.model.placement import take_tower_stats
 from alexgui.engine.store.atomic import atomic_write_text
-from alexgui.engine.store.checkpoint import save_checkpoint, split_prefix
+from alexgui.engine.store.checkpoint import save_checkpoint
 from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.training.background import prefetched
 from alexgui.engine.training.checkpoints import (
     Position,
+    check_resumable,
     checkpoint_meta,
     checkpoint_tensors,
     load_resume_checkpoint,
-    restore_momentum,
     restore_position,
     resumed_config,
 )
@@ -64,19 +64,12 @@ from alexgui.engine.training.distributed import (
     all_reduce_sums,
     rank_device_spec,
     rank_order,
-    wrap_model,
 )
 from alexgui.engine.training.distributed import steps_per_epoch as epoch_steps
 from alexgui.engine.training.evaluation import hit_rates, validate
 from alexgui.engine.training.memory import reusing_freed_memory
 from alexgui.engine.training.precision import autocast, memory_format
-from alexgui.engine.training.schedule import PlateauSchedule
-from alexgui.engine.training.setup import (
-    place,
-    preflight,
-    prepare_data,
-    training_preprocess,
-)
+from alexgui.engine.training.setup import preflight, prepare_data, trainable, training_preprocess
 from alexgui.errors import AlexguiError, Cancelled
 
 
@@ -100,11 +93,20 @@ def train(
 def _train_events(
     cfg: RunConfig, run: RunDir, control: TrainControl, resume: bool, dist: DistContext | None
 ) -> Iterator[Event]:
-    trainer = _Trainer(cfg, run, control, dist or SINGLE_PROCESS)
+    dist = dist or SINGLE_PROCESS
+    if dist.is_main:  # one writer per run (ranks other than 0 write nothing); refused before any write
+        run.claim()
+    try:
+        if resume:
+            check_resumable(run)  # a log without its checkpoint is not silently started over
+    except BaseException:
+        run.close()
+        raise
+    trainer = _Trainer(cfg, run, control, dist)
     try:
         yield from trainer.run(resume)
-    except Cancelled:
-        yield trainer.emit(Stopped(trainer.step, trainer.epoch, checkpoint=trainer.last_saved))
+    except Cancelled:  # the checkpoint resumed from is still there to continue from
+        yield trainer.emit(Stopped(trainer.step, trainer.epoch, checkpoint=trainer.last_saved or trainer.resumed_from))
     except AlexguiError as e:  # their messages are written for the user
         yield trainer.emit(Failed(trainer.step, trainer.epoch, message=str(e), checkpoint=trainer.last_saved))
     except torch.cuda.OutOfMemoryError:
@@ -116,6 +118,8 @@ def _train_events(
     except Exception as e:  # noqa: BLE001 - the run must end with an event the user can read
         message = f"training stopped by an unexpected error: {type(e).__name__}: {e}"
         yield trainer.emit(Failed(trainer.step, trainer.epoch, message=message, checkpoint=trainer.last_saved))
+    finally:
+        run.close()  # the log synced and the writer lock given up: the run may be resumed now
 
 
 class _Trainer:
@@ -128,7 +132,8 @@ class _Trainer:
         self.run_dir = run
         self.control = control
         self.at = Position()
-        self.last_saved: str | None = None
+        self.last_saved: str | None = None  # a checkpoint this run saved, or resumed from and restored
+        self.resumed_from: str | None = None  # the checkpoint loaded to resume, before it is known good
 
     @property
     def step(self) -> int:
@@ -153,12 +158,14 @@ class _Trainer:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN time its algorithms once
         checkpoint = load_resume_checkpoint(self.run_dir.last_checkpoint) if resume else None
         if checkpoint is not None:
-            self.last_saved = str(checkpoint.path)
+            self.resumed_from = str(checkpoint.path)
             self.cfg = resumed_config(self.cfg, checkpoint)
             self.at = restore_position(checkpoint, self.dist.world_size)
+            if self.cfg.train.max_steps and self.step >= self.cfg.train.max_steps:
+                # Nothing to do, and nothing written: not even one more step (said, not logged).
+                yield Finished(self.step, self.epoch, reason="max_steps")
+                return
         cfg = self.cfg
-        if self.dist.is_main:
-            atomic_write_text(self.run_dir.config_path, cfg.to_toml())
 
         data: PreparedData = yield from prepare_data(cfg, self.dist, self.step, self.epoch, self.control.stop)
         self.run_dir.write_preflight(preflight(cfg, data))
@@ -172,32 +179,15 @@ class _Trainer:
         )
         preprocess = yield from training_preprocess(cfg, data, checkpoint, self.step, self.epoch, self.control.stop)
         self.preprocess = preprocess.to(device)
+        if self.dist.is_main:  # only once resuming is known to fit the data (a refusal leaves the file alone)
+            atomic_write_text(self.run_dir.config_path, cfg.to_toml())
         self.class_names = list(data.class_names)
 
         cfg.model.num_classes = len(data.class_names)
-        torch.manual_seed(cfg.train.seed)
-        model = build_model(cfg.model)
+        # step_model is what a training step calls: DistributedDataParallel around the model when distributed.
+        self.model, self.step_model, self.schedule, self.optimizer = trainable(cfg, checkpoint, self.devices, self.dist)
         if checkpoint is not None:
-            model.load_state_dict(split_prefix(checkpoint.tensors, "model."))
-        model = place(model, self.devices, cfg)
-        self.model = model
-        # What a training step calls: DistributedDataParallel around the model when distributed.
-        self.step_model = wrap_model(model, self.dist, self.devices)
-        self.schedule = (
-            PlateauSchedule.from_state(checkpoint.meta["schedule"])
-            if checkpoint is not None
-            else PlateauSchedule(
-                lr=cfg.train.lr,
-                factor=cfg.train.lr_factor,
-                patience=cfg.train.lr_patience,
-                max_drops=cfg.train.lr_max_drops,
-            )
-        )
-        self.optimizer = torch.optim.SGD(
-            model.parameters(), lr=self.schedule.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay
-        )
-        if checkpoint is not None:
-            restore_momentum(checkpoint, self.model, self.optimizer)
+            self.last_saved = str(checkpoint.path)  # only now known good: a failure above names no checkpoint
 
         steps_per_epoch = epoch_steps(len(data.train), cfg.train.batch_size, self.dist.world_size)
         if steps_per_epoch == 0:
@@ -325,6 +315,8 @@ class _Trainer:
                     yield self.emit(CheckpointSaved(self.step, self.epoch, path=path, kind="last"))
                     step_start = time.monotonic()
 
+            for changed in data_changes(data, self.step, self.epoch):  # files gone or changed since the pre-flight
+                yield self.emit(changed)
             yield from self._end_epoch(data, time.monotonic() - epoch_start)
             last_checkpoint_time = time.monotonic()
 

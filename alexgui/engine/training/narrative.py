@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from alexgui.engine.events import (
     CheckpointSaved,
+    DataChanged,
     EpochDone,
     Event,
     Failed,
@@ -50,6 +51,8 @@ def describe_event(ev: Event, epochs: int | None = None) -> list[Line]:
         of = f" of {epochs}" if epochs else ""
         return [("info", f"Epoch {ev.epoch + 1}{of} done in {ev.seconds:.0f} s: train loss {ev.train_loss:.3f}, "
                          f"top-1 {percent(ev.train_top1_err)}, top-5 {percent(ev.train_top5_err)}; {val}")]
+    if isinstance(ev, DataChanged):
+        return _data_changed(ev)
     if isinstance(ev, LrDropped):
         return [("warn", f"Learning rate {ev.old_lr:g} → {ev.new_lr:g}: {ev.reason}")]
     if isinstance(ev, CheckpointSaved):
@@ -69,12 +72,21 @@ def describe_event(ev: Event, epochs: int | None = None) -> list[Line]:
     return [("muted", f"{ev.type} at step {ev.step}")]
 
 
+def _data_changed(ev: DataChanged) -> list[Line]:
+    lines = [("warn", f"Data changed in epoch {ev.epoch + 1}: {len(ev.files)} file(s); training goes on with "
+                      f"{ev.train_images} training / {ev.val_images} validation images:")]
+    return lines + _file_lines(ev.files, "")
+
+
+def _file_lines(files: list[dict[str, str]], where: str) -> list[Line]:
+    lines = [("warn", f"    {item.get('path', '?')}: {item.get('reason', '?')}") for item in files[:MAX_SKIPPED_LINES]]
+    if len(files) > MAX_SKIPPED_LINES:
+        lines.append(("warn", f"    … and {len(files) - MAX_SKIPPED_LINES} more{where}"))
+    return lines
+
+
 def _preflight(ev: PreflightReport) -> list[Line]:
     if not ev.skipped:
         return [("good", f"Pre-flight: {ev.images_ok} images OK, none skipped")]
     lines = [("warn", f"Pre-flight: {ev.images_ok} images OK, {len(ev.skipped)} skipped:")]
-    for item in ev.skipped[:MAX_SKIPPED_LINES]:
-        lines.append(("warn", f"    {item.get('path', '?')}: {item.get('reason', '?')}"))
-    if len(ev.skipped) > MAX_SKIPPED_LINES:
-        lines.append(("warn", f"    … and {len(ev.skipped) - MAX_SKIPPED_LINES} more (see preflight.json in the run folder)"))
-    return lines
+    return lines + _file_lines(ev.skipped, " (see preflight.json in the run folder)")

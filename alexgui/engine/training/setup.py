@@ -16,11 +16,14 @@ from alexgui.engine.data.stats import DataStats, compute_stats
 from alexgui.engine.data.transforms import Preprocess
 from alexgui.engine.events import Event
 from alexgui.engine.model.base import AlexNetBase
+from alexgui.engine.model.networks import build_model
 from alexgui.engine.model.placement import place_model
-from alexgui.engine.store.checkpoint import Checkpoint
+from alexgui.engine.store.checkpoint import Checkpoint, CheckpointError
 from alexgui.engine.training.background import reporting
+from alexgui.engine.training.checkpoints import load_weights, restore_momentum
 from alexgui.engine.training.control import TrainingError
-from alexgui.engine.training.distributed import DistContext, barrier
+from alexgui.engine.training.distributed import DistContext, barrier, wrap_model
+from alexgui.engine.training.schedule import PlateauSchedule
 from alexgui.paths import cache_dir
 
 
@@ -63,7 +66,10 @@ def training_preprocess(
                 f"{checkpoint.path}: the checkpoint's classes {checkpoint.meta['class_names']} "
                 f"differ from the dataset's {data.class_names}; resume needs the same classes"
             )
-        return Preprocess.from_description(checkpoint.meta["preprocessing"], checkpoint.tensors)
+        try:
+            return Preprocess.from_description(checkpoint.meta["preprocessing"], checkpoint.tensors)
+        except (KeyError, TypeError, ValueError) as e:  # crafted or damaged metadata
+            raise CheckpointError(checkpoint.path, f"the metadata field 'preprocessing' cannot be used ({e})") from None
     stats: DataStats = yield from reporting(compute_stats, step, epoch, data.train, stage="mean image and PCA", stop=stop)
     if cfg.model.arch == "paper":
         return Preprocess.from_stats(stats, crop=cfg.data.crop)
@@ -78,3 +84,29 @@ def place(model: AlexNetBase, devices: list[torch.device], cfg: RunConfig) -> Al
     if cfg.train.compile:
         model.compile()  # in place: parameter names (and so checkpoints) stay the same
     return model
+
+
+def trainable(
+    cfg: RunConfig, checkpoint: Checkpoint | None, devices: list[torch.device], dist: DistContext
+) -> tuple[AlexNetBase, torch.nn.Module, PlateauSchedule, torch.optim.SGD]:
+    """The model placed on its device(s), what a step calls (DDP around it when distributed), the
+    learning-rate schedule and the optimiser: fresh, or as the checkpoint left them.
+    cfg.model.num_classes must already be the dataset's."""
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model)
+    if checkpoint is not None:
+        load_weights(checkpoint, model)
+    model = place(model, devices, cfg)
+    schedule = (
+        PlateauSchedule.from_state(checkpoint.meta["schedule"])
+        if checkpoint is not None
+        else PlateauSchedule(
+            lr=cfg.train.lr, factor=cfg.train.lr_factor, patience=cfg.train.lr_patience, max_drops=cfg.train.lr_max_drops
+        )
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=schedule.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay
+    )
+    if checkpoint is not None:
+        restore_momentum(checkpoint, model, optimizer)
+    return model, wrap_model(model, dist, devices), schedule, optimizer

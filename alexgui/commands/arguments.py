@@ -1,0 +1,116 @@
+"""Checks of the subcommands' arguments, made as argparse reads them (`type=`), so that a bad value stops a
+command before any work, with one line that names the argument and what it accepts, and exit status 2:
+
+    alexgui index: argument --batch-size: 0 is out of range; give an integer from 1 to 1024
+
+Devices go through the one device vocabulary (alexgui.engine.devices), imported only when a --device
+is given so that `alexgui --help` stays quick. A check that needs two arguments at once (classify's
+--device means a torch device or an ONNX Runtime one, depending on --backend) raises ArgumentProblem
+from the command's run() before it loads anything; the command line prints it the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from alexgui.config import Range
+from alexgui.errors import AlexguiError
+
+
+class ArgumentProblem(AlexguiError):
+    """An argument found wrong by a command's own check (not argparse's); str() starts "argument --NAME: "."""
+
+    def __init__(self, flag: str, problem: str) -> None:
+        super().__init__(f"argument {flag}: {problem}")
+
+
+def int_in_range(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high` (both included)."""
+    accepted = Range(low, high)
+
+    def integer(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give {accepted.describe(True)}") from None
+        if value not in accepted:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; give {accepted.describe(True)}")
+        return value
+
+    return integer
+
+
+def existing_folder(text: str) -> str:
+    """An argparse type: a folder that exists (returned with ~ expanded)."""
+    path = Path(text).expanduser()
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty; give a folder")
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{path}: no such folder")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: not a folder")
+    return str(path)
+
+
+def devices(text: str) -> str:
+    """An argparse type for training: one device, or two joined by a comma (one paper tower each)."""
+    from alexgui.engine.devices import DeviceError, parse_devices
+
+    try:
+        parse_devices(text)
+    except DeviceError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def one_device(text: str) -> str:
+    """An argparse type for inference: exactly one device this machine has."""
+    from alexgui.engine.devices import DeviceError, parse_device
+
+    try:
+        parse_device(text)
+    except DeviceError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def onnx_opset(text: str) -> int:
+    """An argparse type: an ONNX opset the exporter writes."""
+    from alexgui.engine.inference.onnx_export import MAX_OPSET, MIN_OPSET
+
+    return int_in_range(MIN_OPSET, MAX_OPSET)(text)
+
+
+def inference_device(spec: str | None, onnx: bool) -> str:
+    """classify's --device for its backend: a torch device (default cpu), or for ONNX Runtime auto
+    (default), cpu, cuda[:N] or tensorrt[:N]. ArgumentProblem when it is malformed, or names a GPU
+    this machine does not have (ONNX Runtime would quietly fall back to the CPU)."""
+    if not onnx:
+        if spec is None:
+            return "cpu"
+        try:
+            return one_device(spec)
+        except argparse.ArgumentTypeError as e:
+            raise ArgumentProblem("--device", str(e)) from None
+    if spec is None:
+        return "auto"
+    import torch
+
+    from alexgui.engine.inference.onnx_providers import gpu_present, provider_chain
+
+    try:
+        chain, gpu = provider_chain(spec)
+    except ValueError as e:
+        raise ArgumentProblem("--device", f"{e} (the ONNX backend's devices)") from None
+    if spec.strip().lower() == "auto" or chain == ["cpu"]:
+        return spec
+    # Asked for a GPU by name: refuse one that is not there rather than run on the CPU unasked.
+    if not gpu_present():
+        raise ArgumentProblem("--device", f"device {spec!r} asked for, but this machine has no NVIDIA GPU; "
+                                          "use --device cpu or auto")
+    if torch.cuda.is_available() and gpu >= torch.cuda.device_count():
+        raise ArgumentProblem("--device", f"device {spec!r} asked for, but only {torch.cuda.device_count()} "
+                                          "CUDA GPU(s) exist")
+    return spec
