@@ -7,13 +7,21 @@ The window opens that run (its whole history), continues training it live for a 
 saved at 1280x800 and 1600x1000 with the filter grid beside the curves. Then the explorer panels are
 saved one by one with the run's checkpoint: the conv1 kernels as the change since the run's
 initialisation (rebuilt from its seed), classification of demo validation images (and a text file
-dropped by mistake), retrieval among the validation images, and feature maps.
-Runs offscreen when there is no display.
+dropped by mistake), retrieval among the validation images, and feature maps. Last, the Experiments
+window with the report shipped in docs/experiments/cpu-demo (its Curves and its Report tab).
+Runs offscreen when there is no display, on a 1600x1000 offscreen screen (Qt's default offscreen
+screen is 800x600, and the window keeps itself inside its screen).
+
+    python docs/make_screenshots.py --layout-only
+
+saves only the layout check (no run needed): the window at 1280x800 with two runs, a long error and
+each dock in front in turn, then after View > Reset layout, into /tmp/alexgui-layout/ (not docs/).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -21,8 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and "QT_QPA_PLATFORM" not in os.environ:
+    # Qt's offscreen screen is 800x600 unless a config file says otherwise; write_screen_config() writes it.
+    os.environ["QT_QPA_PLATFORM"] = "offscreen:configfile=" + os.path.join(tempfile.gettempdir(), "alexgui-shots-screen.json")
 
 import torch
 from PySide6.QtCore import QEventLoop, QTimer
@@ -37,6 +46,16 @@ from alexgui.paths import cache_dir
 from alexgui.qt.settings import AppSettings, open_settings
 
 DOCS = Path(__file__).resolve().parent
+SCREEN = (1600, 1000)  # the offscreen screen: room for the largest screenshot
+
+
+def write_screen_config() -> None:
+    """The offscreen screen's size, read by Qt when the application starts."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform.startswith("offscreen:configfile="):
+        Path(platform.split("=", 1)[1]).write_text(json.dumps({"screens": [{
+            "name": "shots", "x": 0, "y": 0, "width": SCREEN[0], "height": SCREEN[1],
+            "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]}))  # fmt: skip
 
 
 def wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -56,19 +75,87 @@ def settle(ms: int = 600) -> None:
 
 
 def save(widget: QWidget, name: str) -> None:
+    """Save a picture of the widget as docs/NAME (or at NAME when it is an absolute path)."""
     settle()
     path = DOCS / name
     widget.grab().save(str(path))
-    print(f"saved {path.relative_to(DOCS.parent)} ({widget.width()}x{widget.height()})")
+    print(f"saved {path} ({widget.width()}x{widget.height()})")
+
+
+def layout_check(app, window, work: Path, out: Path) -> None:  # type: ignore[no-untyped-def]
+    """The window at 1280x800 with two runs, a long error and each dock in front; then Reset layout."""
+    from PySide6.QtWidgets import QDockWidget
+
+    from alexgui.config import RunConfig
+    from alexgui.engine.events import RunStarted, StepDone
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("20261129-134500-a-dataset-with-a-long-folder-name", "20261129-134501-another-long-run-name"):
+        run = RunDir.create(work / name, RunConfig())
+        run.append(RunStarted(0, 0, device="cpu", arch="paper", num_classes=3, class_names=["a", "b", "c"],
+                              train_images=40, val_images=10, steps_per_epoch=10, epochs=5))
+        for i in range(1, 31):
+            run.append(StepDone(i, 0, batch=i % 10, batches=10, loss=2.0 - 0.03 * i, top1_err=0.8, top5_err=0.4,
+                                lr=0.01, images_per_s=50.0))
+        run.close()
+        window.open_run(run.path)
+    window.show_error("Cannot open model", "not on this computer: " + "a long message without a break " * 10)
+    settle()
+    window.grab().save(str(out / "window.png"))
+    for dock in window.findChildren(QDockWidget):
+        dock.show()
+        dock.raise_()
+        settle(300)
+        window.grab().save(str(out / f"window-{dock.objectName()}.png"))
+        print(f"{dock.objectName()}: window {window.width()}x{window.height()}")
+    window.act_reset_layout.trigger()
+    settle()
+    window.grab().save(str(out / "window-after-reset.png"))
+    print(f"after Reset layout: window {window.width()}x{window.height()}; pictures in {out}")
+
+
+def experiments_shot(explorer, work: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The Experiments window with the report shipped in docs/experiments/cpu-demo."""
+    shipped = DOCS / "experiments" / "cpu-demo" / "relu-vs-tanh"
+    shutil.copytree(shipped, work / "experiments" / "relu-vs-tanh", dirs_exist_ok=True)
+    panel = explorer.experiments
+    panel.out_root.setText(str(work / "experiments"))
+    panel.set_experiment("relu-vs-tanh")
+    panel.show_saved_report()
+    explorer.experiments_window.show_window()
+    save(explorer.experiments_window, name)
+    panel.open_report()
+    save(explorer.experiments_window, name.replace(".png", "-report.png"))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, required=True, help="a demo run trained with alexgui train (see above)")
+    p.add_argument("--run", type=Path, help="a demo run trained with alexgui train (see above)")
     p.add_argument("--live-steps", type=int, default=8, help="steps to train live in the window before saving it")
+    p.add_argument("--layout-only", action="store_true", help="only the layout check, into /tmp/alexgui-layout")
     args = p.parse_args()
+    if args.run is None and not args.layout_only:
+        p.error("--run is required (or --layout-only)")
 
     work = Path(tempfile.mkdtemp(prefix="alexgui-shots-"))
+    write_screen_config()
+    if args.layout_only:
+        settings = AppSettings(open_settings("alexgui-screenshots", "alexgui"))
+        settings.store.clear()  # a first launch
+        settings.runs_root = work / "runs"
+        import alexgui.qt.main_window as main_window_module
+
+        main_window_module.AppSettings = lambda: settings
+        app, window = gui.build(argparse.Namespace(run=[], data=None, model=None))
+        window.show()
+        window.resize(1280, 800)
+        out = Path(tempfile.gettempdir()) / "alexgui-layout"
+        layout_check(app, window, work, out)
+        experiments_shot(window.explorer, work, str(out / "experiments.png"))
+        window.explorer.shutdown()
+        window.close()
+        return 0
+
     run = work / args.run.name
     shutil.copytree(args.run, run)  # training continues in a copy; the original stays as it was
     settings = AppSettings(open_settings("alexgui-screenshots", "alexgui"))
@@ -132,6 +219,8 @@ def main() -> int:
     explorer.retrieval.query(str(sorted(val[5].iterdir())[1]))
     wait(lambda: not explorer.retrieval.is_busy(), 300, "the query")
     save(explorer.retrieval, "screenshot-retrieval.png")
+
+    experiments_shot(explorer, work, "screenshot-experiments.png")
 
     explorer.shutdown()
     window.close()

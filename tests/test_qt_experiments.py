@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QUrl
 
 pytest.importorskip("pytestqt")
 
@@ -84,3 +85,35 @@ def test_cancel_stops_cleanly_and_keeps_a_checkpoint(qtbot, tmp_path: Path) -> N
     assert (tmp_path / "experiments" / "towers" / "paper-seed0" / "checkpoints" / "last.safetensors").exists()
     assert panel.report is None
     assert any(n >= 1 for n in panel.points().values())  # the towers' colour curves got their first points
+
+
+def test_a_saved_report_is_read_in_the_app_with_its_plots(qtbot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The report renders in the Report tab (Markdown and PNGs), whatever desktop launcher there is or not."""
+    shipped = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "cpu-demo" / "relu-vs-tanh"
+    shutil.copytree(shipped, tmp_path / "experiments" / "relu-vs-tanh")
+    panel = ExperimentsPanel(out_root=tmp_path / "experiments", devices=[("cpu", "CPU")])
+    qtbot.addWidget(panel)
+    panel.resize(1180, 760)
+    panel.show()
+    panel.set_experiment("relu-vs-tanh")
+    assert panel.report is not None and panel.open_report_button.isEnabled()
+    panel.open_report_button.click()
+    assert panel.tabs.currentWidget() is panel.report_view
+    text = panel.report_view.toPlainText()
+    assert "ReLU vs tanh" in text and "Steps to the target training error" in text and "**" not in text
+    assert panel.report_view.image_names() == ["relu-vs-tanh-curves.png", "relu-vs-tanh-speedup.png"]
+    room = panel.report_view.viewport().width()
+    assert all(0 < fmt.width() <= room for fmt, _, _ in panel.report_view._images())  # scaled to the view
+    # A run folder linked from the report opens in the monitor.
+    (tmp_path / "experiments" / "relu-vs-tanh" / "relu-seed0").mkdir(exist_ok=True)
+    with qtbot.waitSignal(panel.openRunsRequested) as opened:
+        panel.report_view.anchorClicked.emit(QUrl("relu-seed0"))
+    assert opened.args[0] == [str((tmp_path / "experiments" / "relu-vs-tanh" / "relu-seed0").resolve())]
+    # Open folder without a file manager says so in the panel instead of failing silently.
+    monkeypatch.setattr("alexgui.qt.panels.experiments.QDesktopServices.openUrl", lambda url: False)
+    assert panel.open_folder() is False
+    assert "no file manager" in panel.status.text() and "relu-vs-tanh" in panel.status.text()
+    # Another experiment without a report: the view says there is none yet.
+    panel.set_experiment("pooling")
+    assert panel.report is None and "No report yet" in panel.report_view.toPlainText()
+    assert not panel.open_report_button.isEnabled()

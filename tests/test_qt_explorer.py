@@ -40,7 +40,11 @@ def test_gui_command_docks_every_panel(qtbot, qt_settings: AppSettings, monkeypa
     app, w = gui.build(argparse.Namespace(run=[], data=None, model=None))
     qtbot.addWidget(w)
     titles = {d.windowTitle() for d in w.findChildren(QDockWidget)}
-    assert {"Training", "Log", "Runs", "Filters", "Classify", "Retrieval", "Feature maps", "Experiments"} <= titles
+    assert {"Training", "Log", "Runs", "Filters", "Classify", "Retrieval", "Feature maps"} <= titles
+    # The Experiments panel has a window of its own (Train > Experiments…): it needs more room than a dock.
+    assert w.explorer.act_experiments in w.train_menu.actions()
+    w.explorer.act_experiments.trigger()
+    assert w.explorer.experiments_window.isVisible() and w.explorer.experiments.isVisible()
     w.explorer.shutdown()
 
 

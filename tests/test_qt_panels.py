@@ -20,10 +20,11 @@ from alexgui.engine.inference.sources import load_predictor
 from alexgui.engine.model import zoo
 from alexgui.qt import job_progress
 from alexgui.qt.job_mixin import JobMixin
-from alexgui.qt.panels import classify
-from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser, weights_not_here
+from alexgui.qt.panels import model_chooser
+from alexgui.qt.panels.classify import ClassifyPanel
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel
 from alexgui.qt.panels.filters import FiltersPanel
+from alexgui.qt.panels.model_chooser import ModelChooser, weights_not_here
 from alexgui.qt.panels.retrieval import RetrievalPanel
 from alexgui.qt.workers import Job, describe_error
 from tests.explore_helpers import (
@@ -191,7 +192,9 @@ def test_model_chooser_offline_message(qtbot, tmp_path: Path, monkeypatch: pytes
     message = blocker.args[0]
     assert zoo.default_entry().url in message and str(tmp_path / "hub") in message
     qtbot.waitUntil(lambda: not chooser.is_loading(), timeout=WAIT_MS)
-    assert chooser.predictor is None and "not on this computer" in chooser.label.text()
+    assert chooser.predictor is None and chooser.label.text() == "no model"
+    assert "not on this computer" in chooser.failure and chooser.problem.isVisibleTo(chooser)
+    assert chooser.pick_button.isVisibleTo(chooser)  # offline: the file can be picked by hand
     # The chooser offers the download by the error's type, not its wording: the engine keeps the
     # zoo's OfflineError as the cause of the PredictorError it raises.
     with pytest.raises(PredictorError) as raised:
@@ -223,7 +226,7 @@ def test_yes_to_the_download_question_starts_the_download(  # type: ignore[no-un
     """Issue #19: the question runs its own event loop, so the loading job may end while it is open;
     answering Yes must start the download either way."""
     calls: list[bool] = []
-    monkeypatch.setattr(classify, "load_predictor", _offline_then_downloaded(calls))
+    monkeypatch.setattr(model_chooser, "load_predictor", _offline_then_downloaded(calls))
     chooser = ModelChooser()
     qtbot.addWidget(chooser)
     chooser.show()  # the chooser asks only when it is on screen

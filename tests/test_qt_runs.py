@@ -165,3 +165,34 @@ def test_a_replaced_log_is_read_again_from_the_start(qtbot, window: MainWindow, 
     qtbot.waitUntil(lambda: window.runs[entry.key].history.step_count == 0, timeout=5_000)
     assert "read" in window.log.text() and "again" in window.log.text()
     qtbot.waitUntil(lambda: points(window, window.runs[entry.key].key) == 0, timeout=5_000)
+
+
+def test_reopening_an_open_run_selects_and_shows_it(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    first = window.open_run(make_run(tmp_path / "first", steps=3).path)
+    second = window.open_run(make_run(tmp_path / "second", steps=3).path)
+    assert first is not None and second is not None
+    assert window.runs_panel.current_key() == second.key
+    window.runs_panel.set_checked(first.key, False)  # hidden from the curves
+    window.runs_dock.hide()
+    assert window.open_run(tmp_path / "first") is first  # the same entry, not a second copy
+    assert len(window.runs) == 2
+    assert window.runs_panel.current_key() == first.key and window.current_run() is first
+    assert first.visible and not window.runs_dock.isHidden()
+    assert "already open" in window.statusBar().currentMessage()
+
+
+def test_closing_the_window_ends_every_background_job(qtbot, window: MainWindow) -> None:
+    """A job a panel left running would be a QThread destroyed while running when the app exits."""
+    import threading
+
+    from alexgui.qt.workers import Job, running_jobs
+
+    def endless(stop: threading.Event, progress) -> None:  # type: ignore[no-untyped-def]
+        while not stop.wait(0.01):
+            pass
+
+    job = Job(endless, parent=window)
+    job.start()
+    assert job.is_running()
+    window.close()
+    assert not job.is_running() and job not in running_jobs()

@@ -20,6 +20,7 @@ from alexgui.qt.main_window import MainWindow
 from alexgui.qt.panels.monitor import PRESETS
 from alexgui.qt.session import run_dir_name
 from alexgui.qt.settings import MAX_RECENT, AppSettings, open_settings
+from tests.helpers import make_image
 from tests.test_qt_panels import drop
 
 
@@ -136,11 +137,13 @@ def test_files_dropped_anywhere_reach_the_files_dropped_signal(qtbot, window: Ma
     assert received == [images]
 
 
-def test_a_dropped_folder_becomes_the_dataset_when_no_panel_takes_drops(window: MainWindow, tmp_path: Path) -> None:
+def test_a_dropped_folder_becomes_the_dataset_when_no_panel_takes_drops(qtbot, window: MainWindow, tmp_path: Path) -> None:
     folder = tmp_path / "my-photos"
-    folder.mkdir()
+    for c in ("cats", "dogs"):  # a dataset is checked when chosen (tests/test_qt_frictions.py)
+        (folder / c).mkdir(parents=True)
+        make_image(0, seed=0, size=(32, 32)).save(folder / c / "0.png")
     drop(window, [folder], must_accept=False)
-    assert window.monitor.form.config().data.data == str(folder)
+    qtbot.waitUntil(lambda: window.monitor.form.config().data.data == str(folder), timeout=20_000)
     assert window.settings.recent("dataset") == [str(folder)]
 
 
@@ -221,7 +224,9 @@ def test_gui_parser_and_build_open_runs_and_data(qtbot, qt_settings: AppSettings
     sub = parser.add_subparsers(dest="command")
     gui.add_parser(sub)
     data = tmp_path / "data"
-    data.mkdir()
+    for c in ("a", "b"):  # a dataset is checked when chosen: an empty folder would be refused
+        (data / c).mkdir(parents=True)
+        make_image(0, seed=0, size=(32, 32)).save(data / c / "0.png")
     from alexgui.engine.store.rundir import RunDir
 
     runs = [RunDir.create(tmp_path / name, RunConfig()).path for name in ("a", "b")]
@@ -231,7 +236,7 @@ def test_gui_parser_and_build_open_runs_and_data(qtbot, qt_settings: AppSettings
     _, window = gui.build(args)
     qtbot.addWidget(window)
     assert [e.path for e in window.runs.values()] == [r.resolve() for r in runs]
-    assert window.monitor.form.config().data.data == str(data)
+    qtbot.waitUntil(lambda: window.monitor.form.config().data.data == str(data), timeout=20_000)
 
 
 def test_run_history_eta_and_names() -> None:

@@ -134,3 +134,38 @@ def test_ensure_weights_downloads_once_then_uses_the_cache(hub_dir: Path, payloa
     got.write_bytes(b"damaged")
     with pytest.raises(zoo.ChecksumError, match="delete it and download again"):
         zoo.ensure_weights(entry)
+
+
+def test_wordnet_ids_read_as_class_names() -> None:
+    names = zoo.imagenet_names()
+    assert len(names) == 1000 and names["n02096294"] == "Australian terrier"
+    assert zoo.readable_class("n02086240") == "Shih-Tzu (n02086240)"
+    assert zoo.readable_class("N02086240") == "Shih-Tzu (n02086240)"  # as folder names come
+    assert zoo.readable_class("tabby") == "tabby"  # not a wnid: as it is
+    assert zoo.readable_class("n99999999") == "n99999999"  # a wnid ImageNet-1k does not have
+
+
+def test_the_registry_in_use_can_be_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              payload: tuple[Path, str], hub_dir: Path) -> None:
+    """default_entry() reads zoo.REGISTRY_PATH when called: a registry of one's own (tests, a mirror)."""
+    import json
+
+    src, digest = payload
+    data = json.loads(zoo.REGISTRY_PATH.read_text(encoding="utf-8"))
+    data["models"][0].update(url=src.as_uri(), sha256=digest, bytes=src.stat().st_size, filename="mirror.pth")
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(zoo, "REGISTRY_PATH", registry)
+    entry = zoo.default_entry()
+    assert entry.url == src.as_uri() and entry.filename == "mirror.pth"
+    assert zoo.ensure_weights(entry, allow_download=True) == hub_dir / "mirror.pth"
+
+
+def test_a_download_cancelled_over_http_leaves_nothing(tmp_path: Path, payload: tuple[Path, str], http_server: str) -> None:
+    _, digest = payload
+    stop = threading.Event()
+    out = tmp_path / "out"
+    with pytest.raises(zoo.DownloadCancelled) as raised:
+        zoo.download(http_server, out / "w.pth", digest, progress=lambda d, t: stop.set(), stop=stop)
+    assert isinstance(raised.value, zoo.Cancelled)  # a user's stop, not a failure
+    assert list(out.iterdir()) == []

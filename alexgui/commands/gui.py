@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from alexgui.commands.arguments import existing_folder
+from alexgui.errors import AlexguiError
+
 NO_DISPLAY = (
     "alexgui: no display found (DISPLAY and WAYLAND_DISPLAY are not set), so the window cannot open.\n"
     "Train without a window:      alexgui train --data FOLDER   (or: alexgui train for the demo data)\n"
@@ -23,15 +26,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", metavar="RUN_DIR", action="append", default=[],
+    # Folders are checked as they are read, before any window opens (a missing one is a one-line error).
+    p.add_argument("--run", metavar="RUN_DIR", action="append", default=[], type=existing_folder,
                    help="a run folder to watch and overlay (repeat to compare several)")
-    p.add_argument("--data", metavar="DIR", help="an image folder to train on (one subfolder per class)")
-    p.add_argument("--model", metavar="FILE", help="a checkpoint (.safetensors, .pt) or ONNX model to open")
+    p.add_argument("--data", metavar="DIR", type=existing_folder,
+                   help="an image folder to train on (one subfolder per class)")
+    p.add_argument("--model", metavar="FILE_OR_RUN",
+                   help="a checkpoint (.safetensors, .pt), an ONNX model, or a run folder (its best checkpoint, else its last)")
 
 
 def default_args() -> argparse.Namespace:
     """What bare `alexgui` means: the app with nothing opened."""
     return argparse.Namespace(run=[], data=None, model=None)
+
+
+def model_file(path: str | Path) -> Path:
+    """The file `--model` names: a file as it is (the window reports one that is missing), a run folder
+    its best checkpoint, else its last: the one File > Open model and the model choosers load for it.
+    A folder with neither raises AlexguiError before any window opens."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        return path
+    from alexgui.engine.store.rundir import RunDir
+
+    run = RunDir(path)
+    for candidate in (run.best_checkpoint, run.last_checkpoint):
+        if candidate.is_file():
+            return candidate
+    raise AlexguiError(path, f"a folder without a checkpoint (looked for {run.best_checkpoint.name} and "
+                             f"{run.last_checkpoint.name} in {run.checkpoints_dir}); give a checkpoint file, "
+                             "or a run folder that has saved one")
 
 
 def run(args: argparse.Namespace | None = None) -> int:
@@ -68,6 +92,7 @@ def build(args: argparse.Namespace):  # -> tuple[QApplication, MainWindow]; Qt t
     from alexgui.qt.explorer import install_explorer
     from alexgui.qt.main_window import MainWindow
 
+    model = model_file(args.model) if getattr(args, "model", None) else None  # before the window: a bad folder is an error
     app = ensure_app()
     apply_theme(app)
     window = MainWindow()
@@ -76,8 +101,7 @@ def build(args: argparse.Namespace):  # -> tuple[QApplication, MainWindow]; Qt t
         window.open_run(Path(run_dir))
     if getattr(args, "data", None):
         window.open_dataset(Path(args.data))
-    model = getattr(args, "model", None)
-    if model:
+    if model is not None:
         # After the event loop starts, so that whoever provides model loading has connected by then.
         QTimer.singleShot(0, lambda: window.open_model(Path(model)))
     return app, window

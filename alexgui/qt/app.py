@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication
 
 from alexgui import __version__
 from alexgui.paths import shipped
+from alexgui.qt.wheel_guard import install_wheel_guard
 
 RESOURCES = shipped("resources")
 
@@ -34,8 +35,11 @@ def apply_theme(app: QApplication) -> None:
     app.setStyle("Fusion")
     qss = RESOURCES / "style.qss"
     if qss.is_file():
-        app.setStyleSheet(qss.read_text(encoding="utf-8"))
+        # The sheet names its arrow images as @ICONS@/x.svg: Qt resolves a relative url() against the
+        # working directory, not the sheet, so the installed icons folder is filled in here.
+        app.setStyleSheet(qss.read_text(encoding="utf-8").replace("@ICONS@", (RESOURCES / "icons").as_posix()))
     app.setWindowIcon(icon("alexgui"))
+    install_wheel_guard(app)  # the wheel scrolls panels instead of changing unfocused fields
 
 
 def ensure_app() -> QApplication:

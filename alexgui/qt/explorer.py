@@ -16,12 +16,14 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QTabBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QTabBar
 
 from alexgui.engine.inference.predict import Predictor, TorchPredictor
 from alexgui.engine.store.rundir import RunDir
+from alexgui.qt.elided_label import ElidedLabel
+from alexgui.qt.experiments_window import ExperimentsWindow
 from alexgui.qt.explorer_model import ExplorerModel
-from alexgui.qt.export_dialog import ExportDialog
+from alexgui.qt.export_dialog import ExportDialog, exportable_source
 from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.main_window import MainWindow
 from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser
@@ -55,21 +57,30 @@ class Explorer(JobMixin, QObject):
             "classify": window.add_panel("Classify", self.classify, RIGHT, "classifyDock"),
             "retrieval": window.add_panel("Retrieval", self.retrieval, RIGHT, "retrievalDock"),
             "feature_maps": window.add_panel("Feature maps", self.feature_maps, RIGHT, "featureMapsDock"),
-            # Its form, curves and results need more room than a side dock has at 1280x800: scroll.
-            "experiments": window.add_panel("Experiments", _scrolling(self.experiments), RIGHT, "experimentsDock"),
         }
-        self.docks["filters"].raise_()  # the paper's Figure 3 is what a training user wants beside the curves
+        # The Experiments panel needs a form, a plot and a report side by side: a window of its own
+        # (experiments_window.py), not a fifth tab in a dock that has 380 pixels at 1280x800.
+        self.experiments_window = ExperimentsWindow(self.experiments, window)
+        self.act_experiments = window.add_window_action(
+            "&Experiments…", "experiments", "Ctrl+Shift+X",
+            "Re-measure the paper's claims (ReLU vs tanh, LRN, pooling, dropout, two towers) on your data",
+            self.experiments_window.show_window)  # fmt: skip
+        window.set_first_tab(self.docks["filters"])  # the paper's Figure 3 is what a training user wants beside the curves
         # The curves are the centre of the window: its four plots keep room for their axes, and the
         # side panels take what is left (at 1280x800, about 380 pixels).
         window.plots.setMinimumWidth(PLOTS_MIN_WIDTH)
         window.resizeDocks([self.docks["filters"]], [RIGHT_DOCK_WIDTH], Qt.Orientation.Horizontal)
-        # Dock tab bars exist only once the window lays them out (no event filter: on PySide6 6.12
-        # a Python event filter on the main window can crash the interpreter).
+        # Dock tab bars exist only once the window lays them out, and new ones come when docks are
+        # moved or the layout is reset (no event filter: on PySide6 6.12 a Python event filter on the
+        # main window can crash the interpreter).
         QTimer.singleShot(0, self.unelide_tabs)
+        for dock in window.findChildren(QDockWidget):
+            dock.dockLocationChanged.connect(lambda _area: QTimer.singleShot(0, self.unelide_tabs))
+        window.layout_reset.connect(self.unelide_tabs)
         self._training_run: Path | None = None
         self._torch_twin: TorchPredictor | None = None  # the PyTorch model behind the ONNX one in use
         self._convert_next: TorchPredictor | None = None  # to export once the job for an older model has ended
-        self.inference_label = QLabel("Inference: no model")
+        self.inference_label = ElidedLabel("Inference: no model")  # never widens the status bar
         self.inference_label.setToolTip("Which backend runs the explorer's model, and on what")
         window.statusBar().addPermanentWidget(self.inference_label)
         self._new_run = False
@@ -78,6 +89,7 @@ class Explorer(JobMixin, QObject):
         self.model.fast_changed.connect(self._on_fast_changed)
         for chooser in self.choosers:
             self._add_current_run_action(chooser)
+            chooser.logMessage.connect(window.log.add_message)  # "Model loaded …", downloads, failures
         window.session.kernels.connect(self._on_kernels)
         window.session.run_started.connect(self._on_run_started)
         window.session.finished.connect(self._on_training_finished)
@@ -90,6 +102,7 @@ class Explorer(JobMixin, QObject):
         self.experiments.openRunsRequested.connect(lambda paths: [window.open_run(Path(p)) for p in paths])
         # A window closed by the user is not destroyed before the interpreter exits: stop jobs on close.
         window.closed.connect(self.shutdown)
+        window.closed.connect(self.experiments_window.close)  # a window of its own: it would outlive the main one
         window.destroyed.connect(self.shutdown)
 
     def unelide_tabs(self) -> None:
@@ -104,10 +117,12 @@ class Explorer(JobMixin, QObject):
 
     # -- one model for every panel --------------------------------------------------------------
 
-    def load_model(self, spec: str) -> None:
-        """Load a checkpoint, run folder, ONNX file or "torchvision" in the background for every panel."""
+    def load_model(self, spec: str, show: bool = True) -> None:
+        """Load a checkpoint, run folder, ONNX file or "torchvision" in the background for every panel;
+        `show` brings the Classify panel to the front (not when the app loads a model by itself)."""
         self.classify.chooser.load(spec)
-        self.docks["classify"].raise_()
+        if show:
+            self.docks["classify"].raise_()
 
     def _on_model_changed(self, predictor: Predictor | None) -> None:
         # The choosers follow the model themselves; the feature maps and filters need the PyTorch model.
@@ -207,7 +222,7 @@ class Explorer(JobMixin, QObject):
         # A first-time user trains on the demo, then drops a picture: classify with what was just trained.
         run = self._training_run
         if run is not None and self.model.predictor is None and RunDir(run).last_checkpoint.exists():
-            self.load_model(str(run))
+            self.load_model(str(run), show=False)  # the tab the user looks at stays in front
 
     # -- drops, export --------------------------------------------------------------------------
 
@@ -223,7 +238,8 @@ class Explorer(JobMixin, QObject):
             self.feature_maps.set_image(path)
 
     def show_export(self) -> None:
-        source = self.model.source or str(self._training_run or "")
+        # The PyTorch model behind the current one (with fast inference on, that is a cached ONNX file).
+        source = exportable_source(self.model.predictor) or str(self._training_run or "")
         dialog = ExportDialog(self.window, source)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
@@ -232,16 +248,10 @@ class Explorer(JobMixin, QObject):
         """Stop every background job and wait for its thread (the window is closing)."""
         self._convert_next = None
         JobMixin.shutdown(self)
-        for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments):
+        # The model choosers load in jobs of their own: after Stop, the run's model starts loading
+        # (_on_training_finished) just as a window closing after training quits the app.
+        for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments, *self.choosers):
             panel.shutdown()
-
-
-def _scrolling(widget: QWidget) -> QScrollArea:
-    area = QScrollArea()
-    area.setWidget(widget)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    return area
 
 
 def _to_onnx(predictor: TorchPredictor, stop: threading.Event, progress: Callable[..., None]) -> Predictor:

@@ -5,6 +5,11 @@ runs): choose the model, the output file, float16 and the opset, optionally a fo
 for the parity check; the export runs as a background job with its progress shown, and the parity report
 (also saved as FILE.parity.json) is shown when it is done. Errors are shown in the dialog, which
 stays usable. `exported` carries the engine's ExportResult for whoever wants to open the model.
+
+What it pre-fills is the PyTorch model behind the explorer's (`exportable_source`): with fast inference
+on, the explorer's model is a cached ONNX file, which cannot be exported again, so the model that file
+was made from is named instead. The line under the field names the model by its run folder, and the
+parity verdict is shown in the theme's colours (PASSED green, FAILED red).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtGui import QCloseEvent
@@ -34,7 +39,13 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui.qt.job_mixin import JobMixin
+from alexgui.qt.model_names import source_title
+from alexgui.qt.panels.log import LEVEL_COLORS
+from alexgui.qt.plots import BACKGROUND, FOREGROUND
 from alexgui.qt.workers import describe_error
+
+if TYPE_CHECKING:  # the engine's inference module imports torch: only its type is needed here
+    from alexgui.engine.inference.predict import Predictor
 
 # Kept here (not imported from the engine) so opening the dialog does not import torch and onnx;
 # the engine checks the range again.
@@ -42,6 +53,18 @@ MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 24, 18
 _STEPS = 3  # load the model, export, parity check
 
 ExportFn = Callable[..., Any]
+PASSED_COLOR, FAILED_COLOR = LEVEL_COLORS["good"], LEVEL_COLORS["error"]  # readable on the dark theme
+
+
+def exportable_source(predictor: Predictor | None) -> str:
+    """The PyTorch model to pre-fill for `predictor`: its own source, or for an ONNX model the model
+    it was exported from ("" when that is not known: an .onnx file cannot be exported again)."""
+    if predictor is None:
+        return ""
+    exported_from = str(getattr(predictor, "exported_from", "") or "")
+    if exported_from:
+        return exported_from
+    return "" if predictor.source.lower().endswith(".onnx") else predictor.source
 
 
 def run_export(
@@ -62,7 +85,10 @@ def run_export(
     progress(0, _STEPS, f"loading {model}")
     predictor = load_predictor(model, "cpu")
     if not isinstance(predictor, TorchPredictor):
-        raise PredictorError(f"{model}: not a PyTorch model (an ONNX file is already exported)")
+        made_from = getattr(predictor, "exported_from", "")
+        hint = f" (it was made from {made_from}: export that)" if made_from else ""
+        raise PredictorError(f"{model}: already an ONNX model; choose the PyTorch checkpoint, run folder or "
+                             f".pth file to export{hint}")
     if stop.is_set():
         return None
     step = [1]
@@ -91,6 +117,10 @@ class ExportDialog(JobMixin, QDialog):
 
         self.model_edit = QLineEdit(model)
         self.model_edit.setPlaceholderText("checkpoint (.safetensors), run folder, .pth, or torchvision")
+        self.model_name = QLabel()  # which model that is, by run folder: two runs both have a best.safetensors
+        self.model_name.setObjectName("hint")
+        self.model_name.setWordWrap(True)
+        self.model_edit.textChanged.connect(self._name_model)
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("model.onnx")
         self.images_edit = QLineEdit()
@@ -103,6 +133,7 @@ class ExportDialog(JobMixin, QDialog):
         form = QFormLayout()
         form.addRow("Model", self._with_buttons(self.model_edit, ("File…", self._choose_model_file),
                                                 ("Run folder…", self._choose_model_folder)))
+        form.addRow("", self.model_name)
         form.addRow("Save as", self._with_buttons(self.out_edit, ("Browse…", self._choose_out)))
         form.addRow("Parity images", self._with_buttons(self.images_edit, ("Folder…", self._choose_images)))
         form.addRow("Precision", self.fp16_box)
@@ -113,8 +144,16 @@ class ExportDialog(JobMixin, QDialog):
         self.progress_bar.setValue(0)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
+        self.verdict = QLabel()
+        self.verdict.setWordWrap(True)
+        self.verdict.hide()
         self.report_view = QPlainTextEdit()
+        self.report_view.setObjectName("parityReport")
         self.report_view.setReadOnly(True)
+        # The theme's text on the theme's background: a plain text box kept the light palette's white
+        # under the style sheet's light grey text, which could hardly be read.
+        self.report_view.setStyleSheet(f"QPlainTextEdit#parityReport {{ background: {BACKGROUND}; color: {FOREGROUND}; "
+                                       "border: 1px solid #373e47; border-radius: 6px; }")
         self.report_view.setPlaceholderText("The parity report appears here after the export.")
 
         self.buttons = QDialogButtonBox()
@@ -129,10 +168,18 @@ class ExportDialog(JobMixin, QDialog):
         layout.addLayout(form)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
+        layout.addWidget(self.verdict)
         layout.addWidget(self.report_view, 1)
         layout.addWidget(self.buttons)
-        self.resize(640, 420)
+        self.resize(640, 480)
+        self._name_model(model)
         self._update_buttons()
+
+    def _name_model(self, text: str) -> None:
+        title = source_title(text.strip())
+        self.model_name.setText(title)
+        self.model_name.setToolTip(text.strip())
+        self.model_name.setVisible(bool(title) and title != text.strip())
 
     # ---- choosing -------------------------------------------------------------------------------
 
@@ -188,6 +235,7 @@ class ExportDialog(JobMixin, QDialog):
             self.out_edit.setText(out)
         self.result = None
         self.report_view.clear()
+        self.verdict.hide()
         self.progress_bar.setValue(0)
         self._set_status(f"Exporting {model} to {out}…")
         job = self.new_job(self._export_fn, model, out, self.fp16_box.isChecked(), self.opset_spin.value(),
@@ -211,11 +259,20 @@ class ExportDialog(JobMixin, QDialog):
         report = result.parity
         verdict = "Exported" if report.passed else "Exported, but the parity check FAILED"
         self._set_status(f"{verdict}: {result.path} ({result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s)")
+        self._show_verdict(report.passed, f"Parity {'PASSED' if report.passed else 'FAILED'}: ONNX Runtime's logits "
+                           f"{'match' if report.passed else 'differ from'} PyTorch's "
+                           f"{'within' if report.passed else 'beyond'} the tolerance")
         self.report_view.setPlainText(f"{report.summary()}\n\nSaved as {result.parity_path}")
         self.exported.emit(result)
 
+    def _show_verdict(self, passed: bool, text: str) -> None:
+        color = PASSED_COLOR if passed else FAILED_COLOR
+        self.verdict.setText(f"<span style='color:{color}; font-weight:600; font-size:12pt'>{text}</span>")
+        self.verdict.show()
+
     @Slot(str)
     def _on_failed(self, message: str) -> None:
+        self._show_verdict(False, "Export failed")
         self._set_status(f"Export failed: {message}")
         self.report_view.setPlainText(message)
 

@@ -10,6 +10,7 @@ model emit `export_requested` and `model_open_requested(Path)` for whoever provi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QMetaMethod, Qt, QTimer, QUrl, Signal
@@ -27,7 +28,11 @@ from alexgui.qt.run_registry import RunEntry, RunRegistry
 from alexgui.qt.session import WATCH_POLL_MS, RunOpenError, TrainFn, TrainSession
 from alexgui.qt.settings import AppSettings
 from alexgui.qt.training_controls import TrainingControls
+from alexgui.qt.window_fit import fit_window
+from alexgui.qt.workers import shutdown_all
 
+TRAIN_DOCK_WIDTH = 360  # the form's fields whole at 1280x800, and 500 pixels left for the curves
+JOB_EXIT_WAIT_MS = 60_000  # a checkpoint or an export in progress gets this long to finish on quit
 MODEL_FILTER = "Models (*.safetensors *.pt *.pth *.onnx);;Checkpoints (*.safetensors *.pt *.pth);;ONNX (*.onnx);;All files (*)"
 
 
@@ -62,7 +67,7 @@ class MainWindow(MainWindowUi):
         self.log_dock = self.add_panel("Log", self.log, Qt.DockWidgetArea.BottomDockWidgetArea, "logDock")
         self.runs_dock = self.add_panel("Runs", self.runs_panel, Qt.DockWidgetArea.BottomDockWidgetArea, "runsDock")
         self.splitDockWidget(self.log_dock, self.runs_dock, Qt.Orientation.Horizontal)
-        self.resizeDocks([self.train_dock], [340], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.train_dock], [TRAIN_DOCK_WIDTH], Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock, self.runs_dock], [820, 340], Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [170], Qt.Orientation.Vertical)
         self._make_menus()
@@ -129,14 +134,8 @@ class MainWindow(MainWindowUi):
             self.open_dataset(folder)
 
     def open_dataset(self, folder: str | Path) -> bool:
-        path = Path(folder)
-        if not path.is_dir():
-            self.show_error("Cannot open dataset", f"{path}: not a folder")
-            return False
-        self.monitor.form.set_dataset(str(path))
-        self.settings.add_recent("dataset", path)
-        self.statusBar().showMessage(f"Dataset: {path} (checked when training starts)", 5000)
-        return True
+        """Check the folder (off the GUI thread); the form takes it only if it can be trained on."""
+        return self.training.choose_dataset(folder)
 
     def choose_run(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open run folder", self._start_folder("run"))
@@ -148,7 +147,8 @@ class MainWindow(MainWindowUi):
         path = Path(folder).resolve()
         entry = self.registry.find(path)
         if entry is not None:
-            self.runs_panel.set_current(entry.key)
+            self.show_run(entry)
+            self.statusBar().showMessage(f"{entry.name} is already open: selected in the runs list", 5000)
             return entry
         try:
             entry, history_events = self.registry.watch(path)
@@ -255,6 +255,15 @@ class MainWindow(MainWindowUi):
 
     # -- runs -------------------------------------------------------------------------------
 
+    def show_run(self, entry: RunEntry) -> None:
+        """Select a run, draw it, and bring the runs list into view (what re-opening an open run does)."""
+        if not entry.visible:
+            self.runs_panel.set_checked(entry.key, True)  # the list tells the window (visibility_changed)
+        self.runs_panel.set_current(entry.key)
+        if self.runs_dock.isHidden():
+            self.runs_dock.show()
+        self.runs_dock.raise_()
+
     def current_run(self) -> RunEntry | None:
         """The run selected in the runs list: the one the progress, the ETA and Continue act on."""
         return self.runs.get(self._current_key or "")
@@ -320,7 +329,10 @@ class MainWindow(MainWindowUi):
     def show_runs_folder(self) -> None:
         root = self.settings.runs_root
         root.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(root)))
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(root))):
+            # No file manager registered (a bare desktop, a remote session): say where it is instead.
+            self.log.add_message(f"No file manager could be opened; the runs folder is {root}", "warn")
+            self.statusBar().showMessage(f"Runs folder: {root}", 10000)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -365,10 +377,15 @@ class MainWindow(MainWindowUi):
             self.statusBar().showMessage("Stopping: writing a checkpoint, then closing…")
             return
         self.settings.last_config = self.monitor.form.config()
+        fit_window(self)  # what is saved fits this screen (a layout can have grown past it)
         self.settings.set_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.registry.close()
         self._tick.stop()
         event.accept()
-        self.closed.emit()
+        self.closed.emit()  # the panels stop their own jobs (and wait for them)
+        # Whatever job is left (one a panel could not cut short) is waited for here: its QThread must
+        # not be destroyed running when the interpreter exits.
+        for job in shutdown_all(JOB_EXIT_WAIT_MS):
+            print(f"alexgui: a background job ({job.name}) did not end in time", file=sys.stderr)
 

@@ -8,14 +8,17 @@ derives from it and connects each command to what it does. Nothing here trains, 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
-from PySide6.QtCore import QByteArray, QSize, Qt
+from PySide6.QtCore import QByteArray, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QAbstractButton, QDockWidget, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
+from PySide6.QtWidgets import QAbstractButton, QComboBox, QDockWidget, QMainWindow, QMessageBox, QToolBar, QWidget
 
 from alexgui import __version__
 from alexgui.qt.app import icon
+from alexgui.qt.elided_label import ElidedLabel
 from alexgui.qt.settings import AppSettings
+from alexgui.qt.window_fit import DEFAULT_SIZE, fit_window, place_default, shrinkable
 
 PAPER = "Krizhevsky, Sutskever & Hinton, “ImageNet Classification with Deep Convolutional Neural Networks”, NIPS 2012"
 
@@ -37,6 +40,7 @@ class MainWindowUi(QMainWindow):
     """See the module docstring. The subclass sets `settings` and docks the Training, Log and Runs
     panels (train_dock, log_dock, runs_dock) before `_make_menus`, which lists them in the View menu."""
 
+    layout_reset = Signal()  # View > Reset layout has rebuilt the docks (their tab bars are new)
     settings: AppSettings
     _default_state: QByteArray  # the layout as built, before a saved one is restored: what Reset layout restores
     train_dock: QDockWidget
@@ -54,8 +58,9 @@ class MainWindowUi(QMainWindow):
             | QMainWindow.DockOption.AllowNestedDocks
         )
         self.setAcceptDrops(True)
-        self.resize(1280, 800)
+        self.resize(DEFAULT_SIZE)
         self._restored = False
+        self._first_tabs: list[QDockWidget] = []
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -110,7 +115,7 @@ class MainWindowUi(QMainWindow):
         file.addAction(self.act_export)
         file.addSeparator()
         file.addAction(self.act_quit)
-        train = bar.addMenu("&Train")
+        train = self.train_menu = bar.addMenu("&Train")
         train.addActions([self.act_start, self.act_pause, self.act_stop, self.act_save])
         train.addSeparator()
         train.addAction(self.act_resume_run)
@@ -146,12 +151,25 @@ class MainWindowUi(QMainWindow):
                 button.setText(short)
 
     def _make_status_bar(self) -> None:
-        self.state_label = QLabel("Idle")
+        # Elided: a long device name or state would otherwise widen the status bar, and the window.
+        self.state_label = ElidedLabel("Idle")
         self.state_label.setObjectName("stateLabel")
-        self.device_label = QLabel("")
+        self.device_label = ElidedLabel("")
         self.device_label.setObjectName("deviceLabel")
         self.statusBar().addPermanentWidget(self.state_label)
         self.statusBar().addPermanentWidget(self.device_label)
+
+    def add_window_action(self, text: str, name: str, shortcut: str, tip: str, slot: Callable[[], None]) -> QAction:
+        """A command that opens a window of its own (Train > Experiments…): in the Train menu and the toolbar."""
+        action = self._action(text, name, shortcut, None, tip)
+        action.triggered.connect(slot)
+        self.train_menu.addSeparator()
+        self.train_menu.addAction(action)
+        self.toolbar.addAction(action)
+        button = self.toolbar.widgetForAction(action)
+        if button is not None:
+            button.setText(text.replace("&", "").rstrip("…"))
+        return action
 
     # -- docks and layout -------------------------------------------------------------------
 
@@ -161,6 +179,10 @@ class MainWindowUi(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(object_name or f"{title.lower().replace(' ', '')}Dock")
         dock.setWidget(widget)
+        # A panel's combo boxes would otherwise be as wide as their longest item (a path, a model's
+        # name), and the dock, and the window, with them: one rule for every docked panel.
+        for box in widget.findChildren(QComboBox):
+            shrinkable(box)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         existing = [d for d in self.findChildren(QDockWidget) if d is not dock and self.dockWidgetArea(d) == area
@@ -173,12 +195,16 @@ class MainWindowUi(QMainWindow):
         return dock
 
     def restore_layout(self) -> None:
-        """Geometry and dock layout from the last session; call after every panel has been added."""
+        """Geometry and dock layout from the last session, kept on the screen; call after every panel
+        has been added (the window calls it when first shown). The layout as built is kept first:
+        it is the first-launch layout that Reset layout brings back."""
+        self._default_state = self.saveState()
         geometry, state = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        fit_window(self)  # saved on a larger or another screen: never bigger than this one, nor off it
         self._restored = True
 
     def showEvent(self, event: QShowEvent) -> None:
@@ -187,9 +213,31 @@ class MainWindowUi(QMainWindow):
         super().showEvent(event)
 
     def reset_layout(self) -> None:
+        """The first-launch layout: every dock where it was built, tabbed as then, shown, and the
+        window at its first-launch size where the screen has room (what closing then saves)."""
+        if not self._restored:  # not shown yet: the layout is still the one built
+            return
+        for dock in self.findChildren(QDockWidget):
+            dock.setFloating(False)
         self.restoreState(self._default_state)
         for dock in self.findChildren(QDockWidget):
-            dock.show()
+            if dock.isHidden() and not dock.isFloating():
+                dock.show()
+        for dock in self.first_tabs:
+            dock.raise_()
+        if not (self.isMaximized() or self.isFullScreen()):
+            place_default(self)
+        self.layout_reset.emit()
+
+    @property
+    def first_tabs(self) -> list[QDockWidget]:
+        """The docks in front of their tab groups at first launch (the explorer adds the Filters dock)."""
+        return list(self._first_tabs)
+
+    def set_first_tab(self, dock: QDockWidget) -> None:
+        """Bring `dock` to the front of its tab group now and again on Reset layout."""
+        self._first_tabs.append(dock)
+        dock.raise_()
 
     # -- help -------------------------------------------------------------------------------
 

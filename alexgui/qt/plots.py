@@ -12,26 +12,25 @@ every millisecond the GUI thread paints is taken from training.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QResizeEvent
-from PySide6.QtWidgets import QGraphicsItem, QLabel, QStackedLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QGraphicsItem, QLabel, QStackedLayout, QWidget
 
 from alexgui.engine.training.history import RunHistory
+from alexgui.qt.plot_axes import LogAxis, Range, decimate, nice_ceiling, sticky_range
+
+# The axis helpers moved to plot_axes.py; importing them from here still works.
+__all__ = ["BACKGROUND", "RUN_COLORS", "LogAxis", "MetricPlots", "decimate", "nice_ceiling", "run_color", "sticky_range"]
 
 # A calm dark theme; the style sheet in resources/style.qss uses the same values.
 BACKGROUND = "#1b1f24"
 FOREGROUND = "#c9d1d9"
 MUTED = "#8b949e"
 GRID_ALPHA = 0.12
-# Points drawn per curve at most: about two per pixel of a plot's width. Long runs are decimated here
-# (min/max per bin for the noisy per-step curves, so spikes stay visible) rather than by pyqtgraph's
-# auto-downsampling, which is only as good as the view range known when setData is called.
-MAX_POINTS = 800
 
 STAGGER_MS = 60
 PLOT_SERIES = {
@@ -45,86 +44,22 @@ PLOT_SERIES = {
 RUN_COLORS = ("#4e9de6", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac")
 
 
-class LogAxis(pg.AxisItem):
-    """A log axis labelled with plain numbers (0.01, 0.005, 0.001) at 1-2-5 steps, not 10^x with a scale factor."""
-
-    def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
-        out = []
-        for v in values:
-            x = 10 ** float(v) * scale
-            mantissa = x / 10 ** np.floor(np.log10(x)) if x > 0 else 0
-            out.append(f"{x:g}" if any(abs(mantissa - m) < 1e-6 for m in (1, 2, 5)) else "")
-        return out
-
-
-def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS, peaks: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """At most max_points points: every k-th point, or with peaks the min and max of each bin of 2k."""
-    n = len(x)
-    if n <= max_points:
-        return x, y
-    if not peaks:
-        k = -(-n // max_points)
-        idx = np.arange(0, n, k)
-        if idx[-1] != n - 1:
-            idx = np.append(idx, n - 1)  # always end at the newest point
-        return x[idx], y[idx]
-    bins = max_points // 2
-    k = -(-n // bins)
-    m = (n // k) * k
-    xb = x[:m].reshape(-1, k)
-    yb = y[:m].reshape(-1, k)
-    with np.errstate(invalid="ignore"):
-        lo = np.nanargmin(np.where(np.isnan(yb), np.inf, yb), axis=1)
-        hi = np.nanargmax(np.where(np.isnan(yb), -np.inf, yb), axis=1)
-    first, second = np.minimum(lo, hi), np.maximum(lo, hi)  # keep the pair in x order
-    rows = np.arange(len(xb))
-    px = np.stack([xb[rows, first], xb[rows, second]], axis=1).ravel()
-    py = np.stack([yb[rows, first], yb[rows, second]], axis=1).ravel()
-    return np.concatenate([px, x[m:]]), np.concatenate([py, y[m:]])
-
-
-def nice_ceiling(x: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= x (x > 0)."""
-    exponent = math.floor(math.log10(x))
-    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
-        value = m * 10.0 ** exponent
-        if value >= x * (1 - 1e-12):
-            return value
-    return 10.0 ** (exponent + 1)
-
-
-# A kept range must still be this full of data (x, y); a new y range leaves this margin on each side.
-FILL_X, FILL_Y = 0.3, 0.5
-Y_MARGIN = 0.15
-
-Range = tuple[float, float, float, float]  # x0, x1, y0, y1
-
-
-def sticky_range(current: Range | None, data: Range, log_y: bool = False) -> Range:
-    """The (x0, x1, y0, y1) a live plot shows for data bounds (x0, x1, y0, y1).
-
-    Each axis keeps its current range while that holds the data and the data fills enough of it;
-    otherwise x runs from the first step to a round number about 1.3 times as far as the data, and y
-    gets a margin beyond the data (with log_y the y values are log10, and a flat curve gets a decade)."""
-    dx0, dx1, dy0, dy1 = data
-    cx0, cx1, cy0, cy1 = current if current is not None else (0.0, 0.0, 0.0, 0.0)
-    if current is not None and cx0 <= dx0 and dx1 <= cx1 and dx1 - cx0 >= FILL_X * (cx1 - cx0):
-        x0, x1 = cx0, cx1
-    else:
-        x0, x1 = dx0, dx0 + nice_ceiling(max(1.3 * (dx1 - dx0), 1.0))
-    if current is not None and cy0 <= dy0 and dy1 <= cy1 and dy1 - dy0 >= FILL_Y * (cy1 - cy0):
-        return x0, x1, cy0, cy1
-    span = dy1 - dy0
-    if span <= 0:
-        span = 1.0 if log_y else max(abs(dy0) * 0.2, 1e-3)
-    return x0, x1, dy0 - Y_MARGIN * span, dy1 + Y_MARGIN * span
-
-
 def _series_xy(history: RunHistory, series: str) -> tuple[np.ndarray, np.ndarray]:
     """Steps and values of one series: validation series have a point per epoch, the rest per step."""
     if series.startswith("val_"):
         return history.epoch_column("step"), history.epoch_column(series)
     return history.column("step"), history.column(series)
+
+
+LEGEND_NAME_CHARS = 32  # a run's name in the legend; the runs list shows it whole
+
+
+def legend_name(name: str, chars: int = LEGEND_NAME_CHARS) -> str:
+    """A run's name short enough for the legend: the middle elided (dates start and datasets end names)."""
+    if len(name) <= chars:
+        return name
+    head = (chars - 1) // 2
+    return f"{name[:head]}…{name[-(chars - 1 - head):]}"
 
 
 def run_color(index: int) -> QColor:
@@ -146,7 +81,13 @@ class _RunCurves:
 
 
 class MetricPlots(QWidget):
-    """The four training plots, sharing their step axis, with a hint while there is nothing to draw."""
+    """The four training plots, sharing their step axis, with a hint while there is nothing to draw.
+
+    The loss axis can be logarithmic (`set_loss_log`, the "log scale" box over the loss plot): one
+    run's early spike (a loss of 35 at a too-high learning rate) would otherwise flatten every other
+    curve against the bottom of a linear axis."""
+
+    loss_log_changed = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -170,12 +111,16 @@ class MetricPlots(QWidget):
         self.view.ci.setSpacing(10)
         self._stack.addWidget(self.view)
 
-        self.loss_plot = self._add_plot(0, 0, "Training loss", "cross-entropy")
+        # A LogAxis labels in plain numbers once the log scale is on; on a linear scale it is a plain axis.
+        self.loss_plot = self._add_plot(0, 0, "Training loss", "cross-entropy", LogAxis("left"))
         self.loss_plot.setToolTip("Loss of each training batch, and its exponential moving average (0.9)")
         # Short: a long title sets the column's minimum width. The legend says which curve is which.
         self.error_plot = self._add_plot(0, 1, "Top-1 / top-5 error", "error (%)")
         # Row 1 holds the legends of the top plots, below their step axes, where they hide no data.
         self.loss_legend = self._legend(0)
+        # One run name a row: side by side, two long names made the plots' column wider than the view
+        # (the curves ran under the right dock at 1280x800).
+        self.loss_legend.setColumnCount(1)
         self.error_legend = self._legend(1)
         self.lr_plot = self._add_plot(2, 0, "Learning rate", "learning rate (log scale)", LogAxis("left"))
         self.speed_plot = self._add_plot(2, 1, "Throughput", "images / s")
@@ -190,6 +135,13 @@ class MetricPlots(QWidget):
         # A transparent pen, not pen=None: an item with no pen reports no bounds to the auto-range.
         self._anchors = {name: pg.PlotDataItem(pen=pg.mkPen(0, 0, 0, 0)) for name in self._plots}
         self._ranges: dict[str, Range | None] = dict.fromkeys(self._plots)
+        self._log_y = {"lr"}  # plots whose y axis is logarithmic: their data bounds are taken as log10
+        # Over the loss plot's title row, where it hides no data and costs the plots no height.
+        self.loss_log = QCheckBox("log scale", self.view)
+        self.loss_log.setObjectName("plotToggle")
+        self.loss_log.setToolTip("Logarithmic loss axis: one run's spike no longer flattens the other curves")
+        self.loss_log.toggled.connect(self.set_loss_log)
+        self.loss_plot.geometryChanged.connect(self._place_loss_toggle)
         self._live = False
         for name, plot in self._plots.items():
             plot.addItem(self._anchors[name])
@@ -204,6 +156,34 @@ class MetricPlots(QWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self.view.setGeometry(self.rect())
+        self._place_loss_toggle()
+
+    def _place_loss_toggle(self) -> None:
+        box = self.loss_log
+        box.adjustSize()
+        rect = self.view.mapFromScene(self.loss_plot.sceneBoundingRect()).boundingRect()
+        box.move(max(rect.right() - box.width() - 4, rect.left()), rect.top() + 1)
+
+    @property
+    def loss_is_log(self) -> bool:
+        return "loss" in self._log_y
+
+    def set_loss_log(self, on: bool) -> None:
+        """Show the loss on a logarithmic (True) or linear axis; the box over the plot follows."""
+        if on == self.loss_is_log:
+            return
+        if on:
+            self._log_y.add("loss")
+        else:
+            self._log_y.discard("loss")
+        self.loss_log.setChecked(on)
+        self.loss_plot.setLogMode(y=on)
+        self.loss_plot.setLabel("left", "cross-entropy (log scale)" if on else "cross-entropy", color=MUTED)
+        self._ranges["loss"] = None  # a range in the other scale's units means nothing now
+        if self._live:
+            self._place_anchor("loss")
+        self.loss_plot.getViewBox().updateAutoRange()
+        self.loss_log_changed.emit(on)
 
     # -- construction -----------------------------------------------------------------------
 
@@ -259,7 +239,7 @@ class MetricPlots(QWidget):
         style_legend = self.error_legend if primary else None
         if label_runs:
             items["loss"] = curve(self.loss_plot, thin)
-            items["loss_smooth"] = curve(self.loss_plot, solid, loss_legend, run.history.name)
+            items["loss_smooth"] = curve(self.loss_plot, solid, loss_legend, legend_name(run.history.name))
         else:
             items["loss"] = curve(self.loss_plot, thin, loss_legend, "per step")
             items["loss_smooth"] = curve(self.loss_plot, solid, loss_legend, "smoothed")  # EMA 0.9: see the tooltip
@@ -370,7 +350,7 @@ class MetricPlots(QWidget):
             anchor.setVisible(False)
             self._ranges[name] = None
             return
-        log_y = name == "lr"
+        log_y = name in self._log_y
         wanted = sticky_range(self._ranges[name], bounds, log_y=log_y)
         if wanted != self._ranges[name] or not anchor.isVisible():
             self._ranges[name] = wanted
@@ -387,7 +367,7 @@ class MetricPlots(QWidget):
             h = run.history
             for series in PLOT_SERIES[name]:
                 x, y = _series_xy(h, series)
-                if name == "lr":
+                if name in self._log_y:
                     with np.errstate(divide="ignore", invalid="ignore"):
                         y = np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)
                 finite = np.isfinite(y)

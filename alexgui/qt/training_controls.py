@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, SignalInstance
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QStatusBar
 
 from alexgui.engine.events import Event, Failed, RunStarted
 from alexgui.engine.training.history import RunHistory
 from alexgui.qt.app import icon
+from alexgui.qt.dataset_check import DatasetChecker, DatasetSummary
 from alexgui.qt.panels.log import LogPanel
 from alexgui.qt.panels.monitor import MonitorPanel
 from alexgui.qt.panels.runs import RunsPanel
@@ -33,6 +34,7 @@ STATE_TEXT = {
     "stopping": "Stopping: writing a checkpoint…",
 }
 FINAL_TEXT = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed"}
+LOSS_LOG_KEY = "plots/loss_log"
 
 
 class TrainingWindow(Protocol):
@@ -52,6 +54,7 @@ class TrainingWindow(Protocol):
     act_stop: QAction
     act_save: QAction
     act_resume_run: QAction
+    closed: SignalInstance
 
     def statusBar(self) -> QStatusBar: ...
     def close(self) -> bool: ...
@@ -74,10 +77,45 @@ class TrainingControls:
         self.session.events.connect(self._on_events)
         self.session.state_changed.connect(self._on_state)
         self.session.finished.connect(self._on_finished)
+        self.datasets = DatasetChecker(self.session)
+        self.datasets.accepted.connect(self._on_dataset_accepted)
+        self.datasets.refused.connect(self._on_dataset_refused)
+        window.closed.connect(self.datasets.shutdown)
+        window.monitor.form.dataset_check_requested.connect(self.choose_dataset)
+        # The loss axis's scale is remembered between launches (in the app's QSettings file).
+        store = window.settings.store
+        window.plots.set_loss_log(bool(store.value(LOSS_LOG_KEY, False, type=bool)))
+        window.plots.loss_log_changed.connect(lambda on: store.setValue(LOSS_LOG_KEY, on))
 
     def entry(self) -> RunEntry | None:
         """The run being trained."""
         return self.registry.runs.get(self.key or "")
+
+    # -- the dataset ------------------------------------------------------------------------
+
+    def choose_dataset(self, folder: str | Path) -> bool:
+        """Check a folder chosen as the dataset; the form takes it once the check passes.
+
+        False when it is refused at once (not a folder); otherwise the check runs off the GUI thread
+        and ends in the status bar (accepted) or an error message (refused, the form unchanged)."""
+        path = Path(folder)
+        if not path.is_dir():
+            self.window.show_error("Cannot use this dataset", f"{path}: not a folder")
+            return False
+        self.datasets.check(path)
+        self.window.statusBar().showMessage(f"Checking {path}…")
+        return True
+
+    def _on_dataset_accepted(self, folder: str, summary: DatasetSummary) -> None:
+        w = self.window
+        w.monitor.form.set_dataset(folder)
+        w.settings.add_recent("dataset", folder)
+        w.statusBar().showMessage(summary.text(), 10000)
+
+    def _on_dataset_refused(self, folder: str, reason: str) -> None:
+        self.window.statusBar().clearMessage()
+        self.window.show_error("Cannot use this dataset", f"{reason}\n\nA dataset is a folder with one subfolder of "
+                               "images per class (or train/ and val/ folders of class folders).")
 
     # -- the Train menu ---------------------------------------------------------------------
 

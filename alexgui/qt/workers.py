@@ -146,6 +146,11 @@ class Job(QObject):
         if self._timer is not None:
             self._timer.start()
 
+    @property
+    def name(self) -> str:
+        """Its thread's name (what the operating system and a leak report show)."""
+        return self._thread_name
+
     def cancel(self) -> None:
         """Ask the job to stop at its next check; `done(True)` follows."""
         self._stop.set()
@@ -215,6 +220,15 @@ class Job(QObject):
 def running_jobs() -> list[Job]:
     """Jobs started and not yet finished (their thread may still run)."""
     return [job for job in list(_RUNNING) if job.is_running()]
+
+
+def shutdown_all(msecs: int = 30000) -> list[Job]:
+    """Cancel every running job and wait for its thread (the app is quitting); the jobs still running
+    after `msecs`. A QThread destroyed while it runs aborts with "QThread: Destroyed while thread is
+    still running", so nothing may be left running when the interpreter exits."""
+    for job in running_jobs():
+        job.cancel()
+    return [job for job in running_jobs() if not job.join(msecs)]
 
 
 def describe_error(e: BaseException) -> str:

@@ -111,7 +111,35 @@ def load_registry(path: Path = REGISTRY_PATH) -> dict[str, ZooEntry]:
 
 
 def default_entry() -> ZooEntry:
-    return load_registry()[DEFAULT_MODEL]
+    # REGISTRY_PATH is read at call time (not bound as a default argument), so a test can point the
+    # whole app at a registry of its own, e.g. one whose source is a local HTTP server.
+    return load_registry(REGISTRY_PATH)[DEFAULT_MODEL]
+
+
+def imagenet_names() -> dict[str, str]:
+    """ImageNet WordNet id -> class name ("n02096294" -> "Australian terrier"), from the registry;
+    empty when the registry cannot be read (names are a courtesy: never an error)."""
+    return _imagenet_names(REGISTRY_PATH)
+
+
+@lru_cache(maxsize=4)
+def _imagenet_names(path: Path) -> dict[str, str]:
+    try:
+        entry = load_registry(path)[DEFAULT_MODEL]
+    except (ZooError, KeyError):
+        return {}
+    if not entry.wnids or len(entry.wnids) != len(entry.categories):
+        return {}
+    return dict(zip(entry.wnids, entry.categories))
+
+
+def readable_class(name: str) -> str:
+    """A class name as people read it: an ImageNet WordNet id gets its name ("Australian terrier
+    (n02096294)"), any other name is returned as it is. A model trained on an ImageNet-style folder
+    has the wnids themselves as class names."""
+    wnid = name.strip().lower()
+    readable = imagenet_names().get(wnid) if len(wnid) == 9 and wnid.startswith("n") else None
+    return f"{readable} ({wnid})" if readable else name
 
 
 def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
@@ -151,7 +179,7 @@ def offline_help(entry: ZooEntry, reason: str = "") -> str:
         f"{why}.\n"
         f"On a computer with internet, download\n  {entry.url}\n"
         f"({entry.bytes / 1e6:.0f} MB, SHA-256 {entry.sha256}) and copy it to\n  {entry.hub_path}\n"
-        f"or choose the file yourself (the model menu's 'Weights file…', or --model /path/to/{entry.filename})."
+        f"or choose the file yourself (Classify > Model > 'torchvision weights file…', or --model /path/to/{entry.filename})."
     )
 
 

@@ -1,7 +1,8 @@
 """Feature maps: what one layer of the network computes for the current image.
 
 Pick a layer; every channel's activation map is drawn as a grey tile (each on its own scale, or one
-scale for the layer). Hovering names the layer, the channel and its tower, and the value under the
+scale for the layer), as large as the panel allows with every map in view (tile_fit.py; redrawn
+when the panel is resized). Hovering names the layer, the channel and its tower, and the value under the
 pointer; fully connected layers are drawn as one square map of their units. The forward pass runs
 on a worker thread.
 """
@@ -14,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PySide6.QtCore import Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap
+from PySide6.QtCore import QSize, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,7 +30,8 @@ from PySide6.QtWidgets import (
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.understand import kernels as F
 from alexgui.qt.job_mixin import JobMixin
-from alexgui.qt.panels.filters import TileGrid, numpy_to_qimage
+from alexgui.qt.tile_fit import fit_tiles
+from alexgui.qt.tile_grid import TileGrid, numpy_to_qimage
 from alexgui.qt.workers import describe_error
 
 
@@ -41,6 +43,10 @@ def compute_activations(
         x = preprocess.center_batch(torch.from_numpy(np.array(u8, np.uint8))[None].to(preprocess.mean.device))
         out = model.activations(x, [layer])[layer][0]
     return layer, out.float().cpu().numpy()
+
+
+HOLDER_MARGIN = 4
+REFIT_MS = 80
 
 
 class FeatureMapsPanel(JobMixin, QWidget):
@@ -82,16 +88,25 @@ class FeatureMapsPanel(JobMixin, QWidget):
         top.addLayout(col, 1)
 
         self.grid = TileGrid()
-        scroll = QScrollArea()
+        self.maps_scroll = QScrollArea()
         holder = QWidget()
         holder_layout = QVBoxLayout(holder)
+        holder_layout.setContentsMargins(HOLDER_MARGIN, HOLDER_MARGIN, HOLDER_MARGIN, HOLDER_MARGIN)
         holder_layout.addWidget(self.grid)
         holder_layout.addStretch(1)
-        scroll.setWidget(holder)
-        scroll.setWidgetResizable(True)
+        self.maps_scroll.setWidget(holder)
+        self.maps_scroll.setWidgetResizable(True)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(scroll, 1)
+        layout.addWidget(self.maps_scroll, 1)
+        self.tile_px = 0  # the tiles as last drawn: their side and columns
+        self.columns = 0
+        self._drawn_for = QSize()  # the room they were sized for
+        # A dock being dragged resizes the panel many times a second: redraw once it settles.
+        self._refit = QTimer(self)
+        self._refit.setSingleShot(True)
+        self._refit.setInterval(REFIT_MS)
+        self._refit.timeout.connect(self._draw_if_resized)
 
         self.layer_box.currentTextChanged.connect(lambda _: self._recompute())
         self.common_scale.toggled.connect(lambda _: self._draw())
@@ -152,13 +167,33 @@ class FeatureMapsPanel(JobMixin, QWidget):
 
     def _on_maps(self, result: tuple[str, np.ndarray]) -> None:
         layer, maps = result
+        self.show_maps(layer, maps, getattr(self._model, "arch", "paper"))
+        self.mapsReady.emit(layer)
+
+    def show_maps(self, layer: str, maps: np.ndarray, arch: str = "paper") -> None:
+        """Draw one image's activations of a layer: (C, H, W) maps, or (units,) of a fc layer."""
         self.layer = layer
         self.maps = maps
         count = maps.shape[0]
-        arch = getattr(self._model, "arch", "paper")
         self.towers = [0] * (count // 2) + [1] * (count - count // 2) if arch == "paper" and maps.ndim == 3 else [0] * count
         self._draw()
-        self.mapsReady.emit(layer)
+
+    def room(self) -> QSize:
+        """The width and height the tiles can fill: the scroll area's inside, less a scroll bar's width
+        (kept free whether or not one shows, so a bar appearing never pushes the last column out)."""
+        scroll = self.maps_scroll
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        frame = 2 * scroll.frameWidth() + 2 * HOLDER_MARGIN
+        return QSize(max(scroll.width() - frame - bar, 1), max(scroll.height() - frame, 1))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.maps is not None:
+            self._refit.start()
+
+    def _draw_if_resized(self) -> None:
+        if self.room() != self._drawn_for:
+            self._draw()
 
     def _draw(self) -> None:
         if self.maps is None:
@@ -177,14 +212,20 @@ class FeatureMapsPanel(JobMixin, QWidget):
                     return ""
                 return f"{layer} · unit {unit} · {maps[unit]:.3g}"
 
-            self.grid.set_tiles(tile, tile_px=max(side * 4, 256) if side < 64 else 2 * side, cols=1, tooltip=tip)
+            room = self.room()
+            wanted = max(side * 4, 256) if side < 64 else 2 * side
+            tile_px = max(min(wanted, room.width(), room.height()), min(wanted, 64))  # the one map fits the panel
+            self.tile_px, self.columns, self._drawn_for = tile_px, 1, room
+            self.grid.set_tiles(tile, tile_px=tile_px, cols=1, tooltip=tip)
             self.caption.setText(f"<b>{layer}</b> · {units} units as a {side}×{side} map · "
                                  f"max {maps.max():.3g} · {int((maps > 0).sum())} active")
             return
         tiles = F.activation_tiles(maps, common_scale=self.common_scale.isChecked())
         c, h, w = maps.shape
-        cols = 16 if c >= 64 else 8
-        tile_px = int(max(14, min(4 * h, (max(self.width(), 320) - 40) // cols - 2)))
+        room = self.room()
+        # Up to 4 screen pixels per map pixel: beyond that a map only gets blurrier, not clearer.
+        tile_px, cols = fit_tiles(c, room.width(), room.height(), max_tile=max(4 * h, 32))
+        self.tile_px, self.columns, self._drawn_for = tile_px, cols, room
         towers = self.towers
 
         def tip(i: int, x: float, y: float) -> str:
@@ -193,8 +234,8 @@ class FeatureMapsPanel(JobMixin, QWidget):
             return f"{layer} · channel {i}{tower} · ({r}, {q}) = {maps[i, r, q]:.3g} · max {maps[i].max():.3g}"
 
         self.grid.set_tiles(tiles, tile_px, cols, tip)
-        self.caption.setText(f"<b>{layer}</b> of {Path(self._image_name).name} · {c} channels of {h}×{w} · "
-                             "hover a map for its channel")
+        source = f" of {Path(self._image_name).name}" if self._image_name else ""
+        self.caption.setText(f"<b>{layer}</b>{source} · {c} channels of {h}×{w} · hover a map for its channel")
 
     # ---- drops ----------------------------------------------------------------------------------
 

@@ -17,110 +17,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QImage, QMouseEvent, QPainter, QPaintEvent, QPixmap
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMainWindow,
     QMessageBox,
     QPushButton,
     QScrollArea,
     QSpinBox,
-    QToolTip,
     QVBoxLayout,
     QWidget,
 )
 
 from alexgui.engine.model.base import CONV_LAYERS
-from alexgui.engine.store.atomic import atomic_target
 from alexgui.engine.understand import kernels as F
+from alexgui.qt.grid_export import compose, save_png
+from alexgui.qt.tile_grid import TileGrid, TileViewer, numpy_to_qimage
+
+# TileGrid and numpy_to_qimage moved to tile_grid.py; other panels still import them from here.
+__all__ = ["FiltersPanel", "KernelFeed", "TileGrid", "TileViewer", "numpy_to_qimage"]
 
 TOWER_NAMES = {0: "Tower 0 (GPU 1)", 1: "Tower 1 (GPU 2)"}
-
-TooltipFn = Callable[[int, float, float], str]  # (tile index, x, y within the tile in 0..1) -> text
-
-
-def numpy_to_qimage(rgb: np.ndarray) -> QImage:
-    """(H, W, 3) uint8 -> a QImage that owns a copy of the pixels."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    h, w, _ = rgb.shape
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
-class TileGrid(QWidget):
-    """A grid of small images drawn as one picture; hover names a tile, click reports it."""
-
-    tileClicked = Signal(int)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setMouseTracking(True)
-        self._image = QImage()
-        self._layout: F.GridLayout | None = None
-        self._tooltip: TooltipFn = lambda i, x, y: ""
-        self.count = 0
-
-    def set_tiles(self, tiles: np.ndarray, tile_px: int, cols: int, tooltip: TooltipFn) -> None:
-        """tiles: (N, h, w, 3) or (N, h, w) uint8."""
-        self.count = len(tiles)
-        self._layout = F.grid_layout(len(tiles), None, tile_px, cols=cols, gap=2)
-        self._image = numpy_to_qimage(F.render_grid(tiles, self._layout, background=(45, 45, 48)))
-        self._tooltip = tooltip
-        self.setFixedSize(self._image.size())
-        self.update()
-
-    def clear(self) -> None:
-        self.count = 0
-        self._layout = None
-        self._image = QImage()
-        self.setFixedSize(0, 0)
-        self.update()
-
-    def tile_position(self, index: int) -> QPointF:
-        """Centre of a tile in widget coordinates (tests click and hover there)."""
-        assert self._layout is not None
-        x, y = self._layout.positions[index]
-        half = self._layout.tile / 2
-        return QPointF(x + half, y + half)
-
-    def tile_at(self, pos: QPointF) -> int | None:
-        if self._layout is None:
-            return None
-        return self._layout.tile_at(pos.x(), pos.y())
-
-    def tooltip_at(self, pos: QPointF) -> str:
-        i = self.tile_at(pos)
-        if i is None or self._layout is None:
-            return ""
-        x0, y0 = self._layout.positions[i]
-        return self._tooltip(i, (pos.x() - x0) / self._layout.tile, (pos.y() - y0) / self._layout.tile)
-
-    def sizeHint(self) -> QSize:
-        return self._image.size()
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        if self._image.isNull():
-            return
-        painter = QPainter(self)
-        painter.drawImage(0, 0, self._image)
-        painter.end()
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        text = self.tooltip_at(event.position())
-        if text:
-            QToolTip.showText(event.globalPosition().toPoint(), text, self)
-        else:
-            QToolTip.hideText()
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:
-        i = self.tile_at(event.position())
-        if i is not None and event.button() == Qt.MouseButton.LeftButton:
-            self.tileClicked.emit(i)
-
 
 class KernelFeed(QObject):
     """Callable from any thread (TrainControl.on_kernels); delivers to the GUI thread by signal."""
@@ -131,32 +53,10 @@ class KernelFeed(QObject):
         self.snapshot.emit(kernels)
 
 
-class TileViewer(QDialog):
-    """One tile enlarged, with what it is."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Kernel")
-        self.picture = QLabel()
-        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.caption = QLabel()
-        self.caption.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.picture)
-        layout.addWidget(self.caption)
-
-    def show_tile(self, tile: np.ndarray, caption: str, side: int = 264) -> None:
-        if tile.ndim == 2:
-            tile = np.repeat(tile[..., None], 3, axis=2)
-        big = F.render_grid(tile[None], F.grid_layout(1, None, side))
-        self.picture.setPixmap(QPixmap.fromImage(numpy_to_qimage(big)))
-        self.caption.setText(caption)
-        self.show()
-        self.raise_()
-
-
 class FiltersPanel(QWidget):
     """See the module docstring. Feed it with set_model(model) or set_kernels(...)."""
+
+    saved = Signal(str)  # the path a Save PNG wrote
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -197,6 +97,11 @@ class FiltersPanel(QWidget):
 
         self.status = QLabel("No model yet: train, or open a checkpoint.")
         self.status.setWordWrap(True)
+        self.saved_label = QLabel()  # "Saved to PATH" after Save PNG
+        self.saved_label.setObjectName("hint")
+        self.saved_label.setWordWrap(True)
+        self.saved_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.saved_label.hide()
         self.canvas = QWidget()
         self.canvas.setObjectName("filterCanvas")
         self.canvas_layout = QVBoxLayout(self.canvas)
@@ -224,6 +129,7 @@ class FiltersPanel(QWidget):
         layout.addLayout(top)
         layout.addLayout(switches)
         layout.addWidget(self.status)
+        layout.addWidget(self.saved_label)
         layout.addWidget(scroll, 1)
 
         self.layer_box.currentTextChanged.connect(self._on_layer_changed)
@@ -417,20 +323,32 @@ class FiltersPanel(QWidget):
     # ---- saving ---------------------------------------------------------------------------------
 
     def _choose_save_path(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save kernels as PNG", f"{self.layer_box.currentText()}-kernels.png",
-                                              "PNG images (*.png)")
+        name = self.layer_box.currentText()
+        if name != "conv1":
+            name += f"-kernel{self.kernel_spin.value()}"
+        path, _ = QFileDialog.getSaveFileName(self, "Save kernels as PNG", f"{name}.png", "PNG images (*.png)")
         if path:
             if not self.save_png(path):
-                QMessageBox.warning(self, "Save PNG", f"{path}: could not be written")
+                QMessageBox.warning(self, "Save PNG", self.saved_label.text())
+
+    def content_image(self) -> QImage:
+        """The headings and grids shown, cropped to them (grid_export.compose)."""
+        return compose([(h.text(), g.image()) for h, g in zip(self.headings, self.grids)], self.font())
 
     def save_png(self, path: str | Path) -> bool:
-        """The headings and grids as shown, as a PNG file."""
-        self.canvas.adjustSize()
-        pixmap = self.canvas.grab()
+        """The headings and grids as shown, cropped to them, as a PNG file; says where (or why not)."""
         try:
-            with atomic_target(path) as tmp:
-                if not pixmap.save(str(tmp), "PNG"):
-                    raise OSError(f"{path}: Qt could not encode the PNG")
-        except OSError:
+            save_png(self.content_image(), path)
+        except OSError as e:
+            self.saved_label.setText(f"Not saved: {e}")
+            self.saved_label.show()
             return False
+        message = f"Saved to {path}"
+        self.saved_label.setText(message)
+        self.saved_label.setToolTip(str(path))
+        self.saved_label.show()
+        window = self.window()
+        if isinstance(window, QMainWindow):  # and in the window's status bar, where messages go
+            window.statusBar().showMessage(message, 8000)
+        self.saved.emit(str(path))
         return True

@@ -1,15 +1,14 @@
 """The training panel: the run's settings (paper recipe, ablation switches), the controls, and progress.
 
 The form is a view over a RunConfig: `config()` reads it, `set_config()` fills it. Fields the form
-does not show (the LRN formula, seeds, checkpoint interval, ...) pass through unchanged.
+does not show (the LRN formula, seeds, checkpoint interval, ...) pass through unchanged. The presets
+are in qt/presets.py, the progress view below the controls in qt/run_progress.py.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -20,10 +19,9 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
+    QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
-    QProgressBar,
     QScrollArea,
     QSizePolicy,
     QSpinBox,
@@ -34,50 +32,13 @@ from PySide6.QtWidgets import (
 
 from alexgui.config import RunConfig
 from alexgui.engine.devices import device_choices
-from alexgui.engine.training.history import RunHistory
-from alexgui.formatting import format_duration
+from alexgui.qt.presets import CUSTOM, CUSTOM_NOTE, PRESETS, matching
+from alexgui.qt.run_progress import ProgressView
 
 DEMO = "demo"
 CHOOSE = "__choose__"
 
 
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    label: str
-    epochs: int
-    batch_size: int
-    lr: float
-    note: str
-
-
-# Both keep the paper's momentum and weight decay. The paper's learning rate 0.01 is tuned for 1000
-# classes: the bias-1 initialisation makes fc7's 4096 outputs about 1.5 for every image, so one step
-# moves each logit by about lr * 9000 * (p - y). With 10 classes that overshoots (loss ~35 in the first
-# steps on the demo data, then chance for an epoch); 0.001 learns at once (measured: val top-5 error
-# 2.7% after 2 demo epochs at batch 32, against 26.7% at 0.01).
-PRESETS = (
-    Preset(
-        "quick",
-        "Quick demo (laptop CPU)",
-        epochs=10,
-        batch_size=32,
-        lr=0.001,
-        note="With batch 32, 10 epochs and learning rate 0.001 (paper: 128, 90, 0.01) an epoch of the demo "
-        "data takes a minute or two on a laptop CPU. The paper's 0.01 is tuned for 1000 classes; with "
-        "10 it overshoots at first. Momentum and weight decay are the paper's.",
-    ),
-    Preset(
-        "paper",
-        "Paper recipe (batch 128, 90 epochs)",
-        epochs=90,
-        batch_size=128,
-        lr=0.01,
-        note="Krizhevsky et al. 2012, section 5: batch 128, about 90 epochs, learning rate ÷10 "
-        "when validation error stalls (3 times). Days on ImageNet; meant for a GPU.",
-    ),
-)
-CUSTOM_NOTE = "Custom epochs, batch size or learning rate; momentum and weight decay as set below."
 
 
 def device_box(devices: Sequence[tuple[str, str]] | None = None) -> QComboBox:
@@ -117,6 +78,7 @@ class TrainSettingsForm(QWidget):
     """Settings for a new run; defaults are the paper's recipe with the quick-demo amount of work."""
 
     dataset_browse_requested = Signal()
+    dataset_check_requested = Signal(str)  # a folder picked from the list: taken once the window has checked it
     changed = Signal()
 
     def __init__(self, devices: list[tuple[str, str]] | None = None, parent: QWidget | None = None) -> None:
@@ -142,7 +104,7 @@ class TrainSettingsForm(QWidget):
         self.preset = QComboBox()
         for p in PRESETS:
             self.preset.addItem(p.label, p.name)
-        self.preset.addItem("Custom", "custom")
+        self.preset.addItem("Custom", CUSTOM)
         self.preset.setToolTip("How much work: the paper's full recipe, or a short run that shows learning quickly")
         self.preset_note = QLabel()
         self.preset_note.setObjectName("hint")
@@ -197,8 +159,10 @@ class TrainSettingsForm(QWidget):
         layout.addStretch(1)
 
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
-        for box in (self.epochs, self.batch_size, self.lr):
-            box.valueChanged.connect(self._sync_preset)
+        # Every field of the recipe, however it changes (typed, the wheel, a loaded config): the
+        # preset's name must never stay on values that are no longer the preset's.
+        for spin in self.recipe_fields():
+            spin.valueChanged.connect(self._sync_preset)
         for w in (self.lr, self.momentum, self.weight_decay, self.epochs, self.batch_size):
             w.valueChanged.connect(self.changed)
         for c in (self.device, self.arch, self.activation):
@@ -298,28 +262,38 @@ class TrainSettingsForm(QWidget):
         return str(self.preset.currentData())
 
     def _on_dataset_activated(self, index: int) -> None:
-        if self.dataset.itemData(index) == CHOOSE:
-            # Keep showing the current choice; the window sets a new one if the user picks a folder.
+        value = self.dataset.itemData(index)
+        if value == CHOOSE or (value != DEMO and value != self._dataset_value):
+            # Keep showing the current choice; the window sets a new one if the user picks a folder
+            # that passes its check (a recent folder may have changed since it was last used).
             self.dataset.setCurrentIndex(max(self.dataset.findData(self._dataset_value), 0))
-            self.dataset_browse_requested.emit()
+            if value == CHOOSE:
+                self.dataset_browse_requested.emit()
+            else:
+                self.dataset_check_requested.emit(str(value))
         else:
             self._dataset_value = str(self.dataset.itemData(index))
             self.changed.emit()
+
+    def recipe_fields(self) -> tuple[QSpinBox | QDoubleSpinBox, ...]:
+        """The fields a preset sets, in the order of Preset.values()."""
+        return self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay
 
     def _on_preset_changed(self, index: int) -> None:
         name = self.preset.itemData(index)
         for p in PRESETS:
             if p.name == name:
-                self.epochs.setValue(p.epochs)
-                self.batch_size.setValue(p.batch_size)
-                self.lr.setValue(p.lr)
+                for spin, value in zip(self.recipe_fields(), p.values()):
+                    spin.blockSignals(True)  # one sync below, not five half-way ones
+                    spin.setValue(value)  # type: ignore[arg-type]  # ints for the QSpinBoxes, in Preset.values() order
+                    spin.blockSignals(False)
+                self.changed.emit()
         self._sync_preset()
 
     def _sync_preset(self) -> None:
-        """Show which preset the epochs and batch size match, and what it means."""
-        current = (self.epochs.value(), self.batch_size.value(), self.lr.value())
-        match = next((p for p in PRESETS if (p.epochs, p.batch_size, p.lr) == current), None)
-        name = match.name if match else "custom"
+        """Show which preset the recipe's fields match ("Custom" when none), and what it means."""
+        match = matching(tuple(box.value() for box in self.recipe_fields()))  # type: ignore[arg-type]
+        name = match.name if match else CUSTOM
         self.preset.blockSignals(True)
         self.preset.setCurrentIndex(self.preset.findData(name))
         self.preset.blockSignals(False)
@@ -335,85 +309,6 @@ class TrainSettingsForm(QWidget):
             self.lrn.setToolTip("LRN after conv1 and conv2 (paper section 3.3; -1.4% top-1)")
 
 
-class ProgressView(QWidget):
-    """Epoch progress with ETA, and the latest numbers, for the run selected in the runs list."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.title = QLabel("No run yet")
-        self.title.setObjectName("progressTitle")
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 1000)
-        self.bar.setValue(0)
-        self.bar.setTextVisible(False)
-        self.bar.setFixedHeight(8)
-        self.eta = QLabel("")
-        self.eta.setObjectName("hint")
-        self.numbers = QLabel("")
-        self.numbers.setObjectName("numbers")
-        self.numbers.setWordWrap(True)
-        self.message = QLabel("")
-        self.message.setObjectName("errorMessage")
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.message.hide()
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(4)
-        for w in (self.title, self.bar, self.eta, self.numbers, self.message):
-            layout.addWidget(w)
-
-    def show_history(self, h: RunHistory | None, live: bool) -> None:
-        if h is None:
-            self.title.setText("No run yet")
-            self.bar.setValue(0)
-            self.eta.setText("Start trains on the selected dataset; Open run watches one.")
-            self.numbers.setText("")
-            self.message.hide()
-            return
-        last = h.last_step
-        if h.state == "preparing" and h.progress is not None:
-            p = h.progress
-            self.title.setText(f"Preparing data: {p.stage}")
-            self.bar.setValue(int(1000 * p.done / p.total) if p.total else 0)
-            self.eta.setText(f"{p.done} of {p.total}")
-        elif last is not None and h.started is not None:
-            self.title.setText(f"Epoch {last.epoch + 1} of {h.started.epochs}  ·  batch {last.batch} of {last.batches}")
-            self.bar.setValue(int(1000 * last.batch / max(last.batches, 1)))
-            epoch_eta, run_eta = h.eta()
-            if h.state == "running" and epoch_eta is not None:
-                self.eta.setText(f"ETA: epoch {format_duration(epoch_eta)}, run {format_duration(run_eta)}")
-            elif h.state == "paused":
-                self.eta.setText("Paused")
-            elif not live and h.state in ("running", "new") and h.last_event_time is not None:
-                self.eta.setText(f"Last update {format_duration(time.time() - h.last_event_time)} ago")
-            else:
-                self.eta.setText(h.message.capitalize() if h.message and h.state != "failed" else "")
-        elif h.started is not None:
-            self.title.setText(f"Epoch 1 of {h.started.epochs}  ·  starting")
-            self.bar.setValue(0)
-            self.eta.setText("")
-        else:
-            self.title.setText({"new": "Starting…", "failed": "Failed before the first step"}.get(h.state, h.state.capitalize()))
-            self.bar.setValue(0)
-            self.eta.setText("")
-        parts = []
-        if last is not None:
-            parts.append(f"loss {last.loss:.3f} (smoothed {h.column('loss_smooth')[-1]:.3f})")
-            parts.append(f"train top-1 {h.column('top1_smooth')[-1]:.1f}%")
-        if h.last_epoch is not None and h.last_epoch.val_top1_err is not None:
-            e = h.last_epoch
-            parts.append(f"val top-1 {100 * e.val_top1_err:.1f}%, top-5 {100 * (e.val_top5_err or 0):.1f}%")
-        if last is not None:
-            parts.append(f"{h.column('ips_smooth')[-1]:.0f} images/s, lr {last.lr:g}")
-        self.numbers.setText("  ·  ".join(parts))
-        if h.state == "failed" and h.message:
-            self.message.setText(h.message)
-            self.message.show()
-        else:
-            self.message.hide()
-
-
 class MonitorPanel(QWidget):
     """The Training dock: settings in a scroll area; controls and progress always in view below them."""
 
@@ -426,9 +321,11 @@ class MonitorPanel(QWidget):
         scroll.setWidget(self.form)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Narrower than the form (the dock dragged thin), it scrolls sideways rather than cutting fields off.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.buttons: dict[str, QToolButton] = {}
-        row = QHBoxLayout()
+        # Two by two: in one row the four buttons made the dock 413 pixels wide at least, too much at 1280x800.
+        row = QGridLayout()
         row.setSpacing(6)
         for action in actions:
             button = QToolButton()
@@ -436,7 +333,7 @@ class MonitorPanel(QWidget):
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             button.setObjectName(f"{action.objectName()}Button")
-            row.addWidget(button)
+            row.addWidget(button, len(self.buttons) // 2, len(self.buttons) % 2)
             self.buttons[action.objectName()] = button
         self.progress = ProgressView()
         controls = QFrame()

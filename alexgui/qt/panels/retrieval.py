@@ -47,8 +47,9 @@ from alexgui.paths import cache_dir
 from alexgui.qt.explorer_model import ExplorerModel
 from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.job_progress import JobProgress
-from alexgui.qt.panels.classify import ERROR_RED, ModelChooser
+from alexgui.qt.panels.classify_cards import ERROR_RED
 from alexgui.qt.panels.filters import numpy_to_qimage
+from alexgui.qt.panels.model_chooser import ModelChooser
 from alexgui.qt.workers import describe_error
 
 THUMB = 112
@@ -134,7 +135,8 @@ class RetrievalPanel(JobMixin, QWidget):
         self.chooser = ModelChooser(model=model)
         self.chooser.predictorChanged.connect(lambda _: self._check_stale())
 
-        self.folder_button = QPushButton("Gallery folder…")
+        self.folder_button = QPushButton("Gallery…")
+        self.folder_button.setToolTip("Choose the folder of images to search (or drop it on this panel)")
         self.folder_button.clicked.connect(self._choose_folder)
         self.open_index_button = QPushButton("Open index…")
         self.open_index_button.clicked.connect(self._choose_index)
@@ -165,11 +167,13 @@ class RetrievalPanel(JobMixin, QWidget):
         self.query_caption = QLabel()
         self.query_caption.setWordWrap(True)
         qcol = QVBoxLayout()
-        qrow = QHBoxLayout()
-        qrow.addWidget(self.query_button)
-        qrow.addWidget(self.k_spin)
-        qrow.addStretch(1)
-        qcol.addLayout(qrow)
+        # The button and k one above the other: side by side beside the thumbnail they asked for
+        # more than the side dock's width at 1280x800.
+        for widget in (self.query_button, self.k_spin):
+            qrow = QHBoxLayout()
+            qrow.addWidget(widget)
+            qrow.addStretch(1)
+            qcol.addLayout(qrow)
         qcol.addWidget(self.query_caption)
         qcol.addStretch(1)
         query = QHBoxLayout()
@@ -185,6 +189,7 @@ class RetrievalPanel(JobMixin, QWidget):
         scroll.setWidgetResizable(True)
 
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)  # the side dock is about 380 pixels wide at 1280x800
         layout.addWidget(self.chooser)
         layout.addLayout(gallery)
         layout.addWidget(self.status)

@@ -55,6 +55,9 @@ class RunsPanel(QWidget):
         self.list = QListWidget()
         self.list.setObjectName("runsList")
         self.list.setIconSize(QSize(14, 14))
+        # A long run name is cut in the middle (its date and its dataset stay), whole in the tooltip.
+        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.itemChanged.connect(self._on_item_changed)
         self.list.currentItemChanged.connect(self._on_current_changed)
@@ -120,6 +123,7 @@ class RunsPanel(QWidget):
         item = self._item(key)
         if item is not None:
             self.list.setCurrentItem(item)
+            self.list.scrollToItem(item)
 
     def current_key(self) -> str | None:
         item = self.list.currentItem()
