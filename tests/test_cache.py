@@ -106,6 +106,38 @@ def test_fingerprint_covers_size_mtime_labels_and_image_size(tmp_path: Path) -> 
     assert missing != base
 
 
+def test_the_key_hands_files_to_its_threads_a_slice_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from alexgui.engine.data import cache
+
+    paths = []
+    for i in range(35):
+        (tmp_path / f"{i}.bin").write_bytes(bytes([i]) * 10)
+        paths.append(str(tmp_path / f"{i}.bin"))
+    labels = [i % 3 for i in range(35)]
+    whole = fingerprint(paths, labels, 64)
+    pending: list[int] = []  # futures submitted and not yet consumed, whenever one is submitted
+
+    class SpyPool(ThreadPoolExecutor):
+        submitted = consumed = 0
+
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            SpyPool.submitted += 1
+            pending.append(SpyPool.submitted - SpyPool.consumed)
+            return super().submit(fn, *args, **kwargs)
+
+        def map(self, fn, *iterables, timeout=None, chunksize=1):  # type: ignore[no-untyped-def]
+            for result in super().map(fn, *iterables, timeout=timeout, chunksize=chunksize):
+                SpyPool.consumed += 1
+                yield result
+
+    monkeypatch.setattr(cache, "ThreadPoolExecutor", SpyPool)
+    monkeypatch.setattr(cache, "KEY_SLICE", 10)
+    assert fingerprint(paths, labels, 64) == whole  # the same key, files in the same order
+    assert len(pending) == 35 and max(pending) <= 10
+
+
 def test_cache_without_its_sidecar_is_ignored_and_rebuilt(tmp_path: Path, decodes: list[str]) -> None:
     root, cache_root = _dataset(tmp_path / "data"), tmp_path / "cache"
     prepared = prepare_dataset(_cfg(root), cache_root)

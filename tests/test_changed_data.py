@@ -148,3 +148,36 @@ def test_a_run_reports_a_file_deleted_while_it_trains(tmp_path: Path) -> None:
 def test_fingerprint_checks_its_inputs() -> None:
     with pytest.raises(ValueError, match="2 paths but 1 labels"):
         fingerprint(["a", "b"], [0], 24)
+
+
+# -- distributed: every rank takes the same number of steps -----------------------------------------
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_distributed_training_never_leaves_a_batch_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: bool) -> None:
+    from alexgui.engine.data import imageset
+
+    root = _bmp_dataset(tmp_path / "data")
+    data = prepare_dataset(_cfg(root, cache=cache), tmp_path / "cache")
+    train = data.train
+    assert len(train) == 6
+    for i in (2, 3):  # the whole second batch vanishes, on this rank only
+        os.remove(train.paths[i])
+    data_changes(data, step=1, epoch=0)
+    assert train.excluded[[2, 3]].all()
+    order = np.arange(6)
+
+    def labels_of_batches() -> list[list[int]]:
+        return [labels.tolist() for _images, labels in train.batches(order, 2)]
+
+    alone = labels_of_batches()
+    assert len(alone) == 2  # one process: the empty batch is simply left out
+    monkeypatch.setattr(imageset, "in_lockstep", lambda: True)  # torch.distributed with 2 processes
+    together = labels_of_batches()
+    assert len(together) == 3 and together[0] == alone[0] and together[2] == alone[1]
+    expected = train.labels[[2, 3]].tolist() if cache else alone[0]  # cached pixels, or the last good batch again
+    assert together[1] == expected
+    train.excluded[:] = False  # without the cache the files themselves fail to decode: the same
+    assert len(labels_of_batches()) == 3
+    data.val.excluded[:] = True  # validation is no training step: nothing to keep in lockstep
+    assert list(data.val.batches(np.arange(len(data.val)), 2)) == []

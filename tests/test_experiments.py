@@ -207,3 +207,62 @@ def test_bad_settings_are_refused_with_a_reason(tmp_path: Path, capsys: pytest.C
         collect("lrn", tmp_path / "file", ExperimentOptions())
     assert main(["experiment", "towers", "--out", str(tmp_path / "y"), "--arch", "torchvision"]) == 2
     assert "needs the paper network" in capsys.readouterr().err
+
+
+# -- the output folder: new, empty, or an experiment's own; never a folder of the user's -------------
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under `folder`, lock files and temporaries included."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+def test_a_folder_of_the_users_is_refused_and_left_byte_for_byte(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "report.md").write_text("# My report\n\nWeeks of work.\n", encoding="utf-8")
+    (notes / "notes.txt").write_bytes(b"mine\n")
+    before = tree(notes)
+    small = ["--epochs", "1", "--max-steps", "1", "--batch-size", "2", "--crop", "63", "--workers", "0"]  # cheap if taken
+    assert main(["experiment", "lrn", "--out", str(notes), *small]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"alexgui experiment: {notes}: the folder is not empty and holds no alexgui experiment; "), err
+    assert "it holds notes.txt, report.md." in err  # what is there (ownership.describe_foreign)
+    assert tree(notes) == before  # no report, run folder, plot or .alexgui.lock written into it
+
+    # Another tool's report.json proves nothing, and a folder named like a run of ours is named.
+    (notes / "report.json").write_text('{"format": "quarterly-report/2"}\n', encoding="utf-8")
+    (notes / "lrn-seed0").mkdir()
+    (notes / "lrn-seed0" / "data.csv").write_text("a,b\n", encoding="utf-8")
+    before = tree(notes)
+    with pytest.raises(ExperimentError, match="lrn-seed0: exists and is not an alexgui run; it holds data.csv"):
+        collect("lrn", notes, ExperimentOptions())
+    assert tree(notes) == before
+
+
+@pytest.mark.parametrize("kind", ["new", "empty", "killed at its start", "its report", "its run"])
+def test_an_experiments_own_folder_is_taken(tmp_path: Path, kind: str) -> None:
+    """Accepted to resume or add to: checked by the runner's first steps, stopped before any training."""
+    from alexgui.engine.experiments import get_experiment, plan
+    from alexgui.engine.store.lock import LOCK_NAME
+    from alexgui.engine.store.rundir import RunDir
+
+    out = tmp_path / "exp"
+    options = ExperimentOptions()
+    if kind != "new":
+        out.mkdir()
+    if kind == "killed at its start":  # its own lock, and a run folder with nothing but the run's lock
+        (out / LOCK_NAME).write_text("123\n")
+        (out / "lrn-seed0").mkdir()
+        (out / "lrn-seed0" / LOCK_NAME).write_text("123\n")
+    elif kind == "its report":  # a finished experiment the user added a file to
+        (out / "report.json").write_text('{"format": "alexgui-experiment-report/1"}\n', encoding="utf-8")
+        (out / "report.md").write_text("# lrn\n", encoding="utf-8")
+        (out / "my-notes.txt").write_text("seen\n", encoding="utf-8")
+    elif kind == "its run":  # stopped before its first step, its run made by alexgui
+        first = plan(get_experiment("lrn"), out, options)[0]
+        RunDir.create(first.path, first.cfg).close()
+    stop = threading.Event()
+    stop.set()
+    assert [type(u) for u in collect("lrn", out, options, stop=stop)] == [ExperimentStopped]

@@ -210,6 +210,7 @@ def test_symlink_loops_do_not_multiply_or_mislabel_images(tmp_path: Path) -> Non
         assert Path(sample.path).parent.name == index.class_names[sample.label]
     reasons = {s.path: s.reason for s in index.skipped}
     assert set(reasons) == {str(root / p) for p in ("cats/loop", "cats/self", "dogs/deeper/back", "owls/cats")}
+    assert reasons.pop(str(root / "owls" / "cats")) == "link into another class (cats); not followed"
     assert all("a folder already included; not followed" in r for r in reasons.values())
 
 
@@ -232,6 +233,45 @@ def test_links_inside_the_root_are_followed_once_and_links_out_only_when_asked(t
     assert reasons["again.png"] == f"the same file as {root / 'cats' / '00.png'}; used once"
     followed = scan_folder(root, 0.34, 0, links_out=True)
     assert "far.png" in {Path(s.path).name for s in followed.train + followed.val}
+
+
+@POSIX
+def test_a_link_into_another_class_never_labels_its_images(tmp_path: Path) -> None:
+    root = _classes(tmp_path / "data", n=3)
+    (root / "dogs" / "sub").mkdir()
+    Image.new("RGB", (40, 30), COLOURS["dogs"]).save(root / "dogs" / "sub" / "deep.png")
+    (root / "cats" / "more").symlink_to("../dogs/sub")  # walked before dogs/sub itself
+    (root / "cats" / "x.png").symlink_to("../dogs/00.png")
+    (root / "cats" / "stash").symlink_to("../.stash")  # inside the root, in no class
+    (root / ".stash").mkdir()
+    Image.new("RGB", (40, 30), COLOURS["cats"]).save(root / ".stash" / "hidden.png")
+    (root / "kittens").symlink_to("dogs/sub")  # a class folder that is a link into another class
+    index = scan_folder(root, 0.34, 0)
+    samples = index.train + index.val
+    assert index.class_names == ["cats", "dogs"]
+    assert sorted(s.path for s in samples if index.class_names[s.label] == "dogs") == sorted(
+        [str(root / "dogs" / f"{i:02d}.png") for i in range(3)] + [str(root / "dogs" / "sub" / "deep.png")]
+    )
+    assert all(Path(s.path).parent.name == "cats" for s in samples if s.label == 0)
+    reasons = {Path(s.path).name: s.reason for s in index.skipped}
+    assert reasons["more"] == "link into another class (dogs); not followed"
+    assert reasons["x.png"] == "link into another class (dogs); not followed"
+    assert reasons["kittens"] == "link into another class (dogs); not followed"
+    assert reasons["stash"].endswith("outside its class folder; not followed")
+    assert "sub" not in reasons  # the real folder is never skipped because of a link to it
+
+
+@POSIX
+def test_real_entries_win_over_links_inside_a_class(tmp_path: Path) -> None:
+    root = _classes(tmp_path / "data", n=2)
+    (root / "cats" / "zz").mkdir()
+    Image.new("RGB", (40, 30), COLOURS["cats"]).save(root / "cats" / "zz" / "z.png")
+    (root / "cats" / "aa").symlink_to("zz")  # sorts (and was walked) before the real folder
+    index = scan_folder(root, 0.5, 0)
+    assert str(root / "cats" / "zz" / "z.png") in {s.path for s in index.train + index.val}
+    assert {s.path: s.reason for s in index.skipped} == {
+        str(root / "cats" / "aa"): f"link to {root / 'cats' / 'zz'}, a folder already included; not followed"
+    }
 
 
 # -- cache files the next start must find ----------------------------------------------------

@@ -119,11 +119,15 @@ def loaded_from(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return files
 
 
-def answer_yes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def answer_yes(monkeypatch: pytest.MonkeyPatch, qtbot=None) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every question answered Yes. With `qtbot`, the way issue #19 met it: the user reads the question
+    while the loading job that asked it ends (the dialog runs its own event loop), and answers after."""
     asked: list[str] = []
 
     def question(parent, title, text):  # type: ignore[no-untyped-def]
         asked.append(text)
+        if qtbot is not None:
+            qtbot.waitUntil(lambda: not parent.is_busy(), timeout=WAIT_MS)
         return QMessageBox.StandardButton.Yes
 
     monkeypatch.setattr(QMessageBox, "question", question)
@@ -157,11 +161,13 @@ def files_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+@pytest.mark.parametrize("answered", ["at once", "after the loading job ended"])
 def test_download_shows_progress_verifies_and_loads(  # type: ignore[no-untyped-def]
-    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Server, hub: Path, loaded_from: list[Path]
+    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Server, hub: Path, loaded_from: list[Path],
+    answered: str,
 ) -> None:
     entry = use_registry(tmp_path, monkeypatch, server.url, server.sha256, len(server.payload))
-    asked = answer_yes(monkeypatch)
+    asked = answer_yes(monkeypatch, qtbot if answered == "after the loading job ended" else None)
     chooser, log = shown_chooser(qtbot)
     shown = record_progress(chooser, monkeypatch)
     with qtbot.waitSignal(chooser.predictorChanged, timeout=WAIT_MS):

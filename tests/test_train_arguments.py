@@ -20,6 +20,7 @@ from alexgui.config import ConfigError, RunConfig
 from alexgui.engine.events import Failed, Finished, RunStarted, StepDone, Stopped
 from alexgui.engine.store.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from alexgui.engine.store.metrics_log import read_events
+from alexgui.engine.store.ownership import MARKER_NAME, Ownership, ownership
 from alexgui.engine.store.rundir import RunDir, RunDirError
 from alexgui.engine.training.checkpoints import load_resume_checkpoint
 from alexgui.engine.training.control import TrainControl
@@ -154,7 +155,11 @@ BAD_EXPERIMENT = [
     ["--device", "nonsense"],
     ["--seeds", "0"],
     ["--crop", "10"],
+    ["--smooth-steps", "0"],
+    ["--target-error", "1"],
+    ["--target-error", "nan"],
     ["--data", "/no/such/folder"],
+    ["--data", ""],
 ]
 
 
@@ -165,6 +170,59 @@ def test_bad_experiment_argument(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and flags[0] in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def legacy_run_with_leftovers(trained: Path, tmp_path: Path) -> Path:
+    """A run made before the marker existed (known by its checkpoint, as in test_run_ownership), with the
+    temporaries of a killed writer in it: claiming it would write the marker and the lock, and sweep them."""
+    run = copy_run(trained, tmp_path)
+    (run / MARKER_NAME).unlink()
+    pid = os.getppid()  # alive: only the lock would tell these are stale
+    (run / "checkpoints" / f".last.safetensors.tmp-{pid}-0badcafe").write_bytes(b"half a checkpoint")
+    (run / f".config.toml.tmp-{pid}-deadbeef").write_bytes(b"half a config")
+    assert ownership(run) is Ownership.LEGACY
+    return run
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("mode", ["--resume", "--restart"])
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--lr", "-1"], "argument --lr: -1.0 is out of range"),
+        (["--device", "nonsense"], "argument --device: "),
+        (["--data", "/no/such/folder"], "argument --data: /no/such/folder: no such folder"),
+        (["--max-steps", "-5"], "argument --max-steps: "),
+    ],
+)
+def test_a_bad_flag_on_resume_or_restart_leaves_the_run_untouched(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str, flags: list[str], named: str
+) -> None:
+    """Every argument is checked before the run is taken (issue 12 item 3): no marker, no lock file,
+    no temporary swept, nothing cleared by --restart."""
+    run = legacy_run_with_leftovers(trained, tmp_path)
+    before = tree(run)
+    assert main(["train", "--out", str(run), mode, *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("alexgui train: ") and named in err, err
+    assert tree(run) == before  # byte for byte: still no alexgui-run.json, no .alexgui.lock, temporaries kept
+
+
+@pytest.mark.parametrize("mode", ["--resume", "--restart"])
+def test_a_bad_device_in_the_runs_own_settings_is_named_before_the_run_is_taken(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    run = legacy_run_with_leftovers(trained, tmp_path)
+    config = run / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace('device = "cpu"', 'device = "nonsense"'), encoding="utf-8")
+    before = tree(run)
+    assert main(["train", "--out", str(run), mode]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{config} [train] device: unknown device 'nonsense'" in err, err
+    assert tree(run) == before
 
 
 # -- resuming says what it does ---------------------------------------------------------------------

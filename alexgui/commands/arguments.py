@@ -42,6 +42,21 @@ def int_in_range(low: int, high: int) -> Callable[[str], int]:
     return integer
 
 
+def number_in_range(accepted: Range) -> Callable[[str], float]:
+    """An argparse type: a number (float) within `accepted` (NaN is in no range)."""
+
+    def number(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; give {accepted.describe(False)}") from None
+        if value not in accepted:
+            raise argparse.ArgumentTypeError(f"{text.strip()} is out of range; give {accepted.describe(False)}")
+        return value
+
+    return number
+
+
 def existing_folder(text: str) -> str:
     """An argparse type: a folder that exists (returned with ~ expanded)."""
     path = Path(text).expanduser()
@@ -54,8 +69,23 @@ def existing_folder(text: str) -> str:
     return str(path)
 
 
+def data_folder(text: str) -> str:
+    """An argparse type for training data: 'demo' (the built-in generated set) or a folder that exists.
+    Also the check of a data folder named in a settings file (train.py), so both say the same."""
+    accepted = "give an image folder (a subfolder per class) or 'demo'"
+    if text == "demo":
+        return text
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must not be empty; {accepted}")
+    try:
+        return existing_folder(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e}; {accepted}") from None
+
+
 def devices(text: str) -> str:
-    """An argparse type for training: one device, or two joined by a comma (one paper tower each)."""
+    """An argparse type for training: one device, or two joined by a comma (one paper tower each).
+    Also the check of a device named in a settings file (train.py)."""
     from alexgui.engine.devices import DeviceError, parse_devices
 
     try:

@@ -13,7 +13,13 @@ import sys
 import threading
 from pathlib import Path
 
+from alexgui.commands.arguments import data_folder, devices, int_in_range, number_in_range
+from alexgui.config import RANGES, Range, min_crop
 from alexgui.engine.experiments.definitions import EXPERIMENTS
+
+MAX_SEEDS = 100  # runs per variant; the spread over seeds settles long before
+MAX_SMOOTH_STEPS = 100_000  # a running mean over more steps than any run here takes says nothing
+CROPS = (min_crop("overlapping"), int(RANGES[("data", "crop")].high))  # the paper's network, as a config.toml allows
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,24 +32,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("name", choices=list(EXPERIMENTS), metavar="NAME", help="one of: " + ", ".join(EXPERIMENTS))
-    p.add_argument("--data", default="demo", help="image folder (class subfolders, optional train/ and val/) or 'demo'")
+    p.add_argument("--data", default="demo", type=data_folder,
+                   help="image folder (class subfolders, optional train/ and val/) or 'demo'")
     p.add_argument("--out", required=True, type=Path, help="folder for the runs and the report (re-use it to resume)")
     p.add_argument("--epochs", type=int, default=30, help="epochs per run (default 30)")
     p.add_argument("--max-steps", type=int, default=0,
                    help="stop each run at this step (0 = no limit); ablations need at least one whole epoch")
-    p.add_argument("--seeds", type=int, default=1, help="runs per variant, seeds 0..K-1 (default 1; 3 to see the spread)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or cuda:0,cuda:1 (one tower on each)")
+    p.add_argument("--seeds", type=int_in_range(1, MAX_SEEDS), default=1,
+                   help="runs per variant, seeds 0..K-1 (default 1; 3 to see the spread)")
+    p.add_argument("--device", default="cpu", type=devices, help="cpu, cuda, cuda:N, or cuda:0,cuda:1 (one tower on each)")
     p.add_argument("--batch-size", type=int, default=128, help="images per step (default 128, the paper's)")
     p.add_argument("--lr", type=float, default=0.01, help="initial learning rate (default 0.01, the paper's)")
     p.add_argument("--arch", default="paper", help="network; these experiments need 'paper' (two towers, default)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
-    p.add_argument("--crop", type=int, default=224,
-                   help="training crop (default 224, the paper's); smaller runs faster, not the paper's input")
+    p.add_argument("--crop", type=int_in_range(*CROPS), default=224,
+                   help=f"training crop (default 224, the paper's; at least {CROPS[0]}, the smallest "
+                   "input the network takes); smaller runs faster, not the paper's input")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes when the cache is off")
-    p.add_argument("--target-error", type=float, default=None,
+    p.add_argument("--target-error", type=number_in_range(Range(0, 1, open_low=True, open_high=True)), default=None,
                    help="relu-vs-tanh: training top-1 error to reach (default: half of chance error, "
                    "e.g. 0.45 for 10 classes; the paper used 0.25 on CIFAR-10)")
-    p.add_argument("--smooth-steps", type=int, default=20,
+    p.add_argument("--smooth-steps", type=int_in_range(1, MAX_SMOOTH_STEPS), default=20,
                    help="relu-vs-tanh: running-mean window of the training error, in steps (default 20)")
 
 
@@ -64,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         _check_arguments(args)
-    except (ConfigError, ExperimentError) as e:  # before any folder is made or image read
+    except ConfigError as e:  # before any folder is made or image read
         print(f"alexgui experiment: {e}", file=sys.stderr)
         return 2
     data = args.data if args.data == "demo" else str(Path(args.data).expanduser().resolve())
@@ -144,26 +153,9 @@ _SETTINGS = [
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    """ConfigError naming the flag and the accepted values for the first one that cannot be used."""
-    from alexgui.config import ConfigError, check_setting, min_crop
-    from alexgui.engine.devices import DeviceError, parse_devices
+    """ConfigError naming the flag and the accepted values for the first run setting that cannot be used
+    (the other flags are checked by their argparse types, commands/arguments.py)."""
+    from alexgui.config import check_setting
 
     for flag, section, name in _SETTINGS:
         check_setting(section, name, getattr(args, flag[2:].replace("-", "_")), f"argument {flag}")
-    if not 1 <= args.seeds <= 100:
-        raise ConfigError(f"argument --seeds: {args.seeds} is out of range; give an integer from 1 to 100")
-    if not min_crop("overlapping") <= args.crop <= 4096:
-        raise ConfigError(
-            f"argument --crop: {args.crop} is out of range; give an integer from {min_crop('overlapping')} "
-            "(the smallest input the network takes) to 4096"
-        )
-    if args.smooth_steps < 1:
-        raise ConfigError(f"argument --smooth-steps: {args.smooth_steps} is out of range; give an integer >= 1")
-    if args.target_error is not None and not 0 < args.target_error < 1:
-        raise ConfigError(f"argument --target-error: {args.target_error} is out of range; give a number > 0 and < 1")
-    if args.data != "demo" and not Path(args.data).expanduser().is_dir():
-        raise ConfigError(f"argument --data: {args.data}: no such folder; give an image folder (a subfolder per class) or 'demo'")
-    try:
-        parse_devices(args.device)
-    except DeviceError as e:
-        raise ConfigError(f"argument --device: {e}") from None

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alexgui.commands.arguments import data_folder, devices
 from alexgui.config import ConfigError, RunConfig, check_setting
 from alexgui.errors import AlexguiError
 
@@ -30,7 +31,7 @@ _OVERRIDES: list[tuple[str, str, str, Any, str]] = [
     ("--momentum", "train", "momentum", float, "SGD momentum (default 0.9)"),
     ("--weight-decay", "train", "weight_decay", float, "weight decay (default 0.0005)"),
     ("--lr-patience", "train", "lr_patience", int, "epochs without val improvement before lr/10 (default 3)"),
-    ("--device", "train", "device", str,
+    ("--device", "train", "device", devices,
      "cpu, cuda, cuda:N, or two devices (cuda:0,cuda:1) for one paper tower on each (default cpu)"),
     ("--seed", "train", "seed", int, "random seed (default 0)"),
     ("--log-every", "train", "log_every", int, "write a metrics line every N steps (default 1)"),
@@ -58,7 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train AlexNet on an image folder (one subfolder per class; train/ and val/ when present) "
         "or on the built-in demo data, writing a run directory the desktop app can open and follow.",
     )
-    p.add_argument("--data", help="image folder, or 'demo' for the built-in generated dataset (default: demo)")
+    p.add_argument("--data", type=data_folder,
+                   help="image folder, or 'demo' for the built-in generated dataset (default: demo)")
     p.add_argument("--out", required=True, type=Path, help="run directory to create (or to resume with --resume)")
     p.add_argument("--config", type=Path, help="TOML settings file (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -82,14 +84,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
     """The settings `base` with the flags given on top; ConfigError (naming the flag and the accepted
-    values) for any value that cannot be used, before anything is created or read."""
+    values) for any value that cannot be used, before anything is created or read. (--data and
+    --device were checked by their argparse types; the values `base` brings: _check_device_and_data.)"""
     values = base.to_dict()  # a deep copy (dataclasses.asdict); validated as a whole below
     if args.data is not None:
-        data = Path(args.data).expanduser().resolve()
-        if args.data != "demo" and not data.is_dir():
-            problem = "not a folder" if data.exists() else "no such folder"
-            raise ConfigError(f"argument --data: {args.data}: {problem}; give an image folder (a subfolder per class) or 'demo'")
-        values["data"]["data"] = str(data) if args.data != "demo" else "demo"
+        values["data"]["data"] = str(Path(args.data).expanduser().resolve()) if args.data != "demo" else "demo"
     for flag, section, name, _, _ in _OVERRIDES:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
@@ -129,14 +128,21 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
         raise AlexguiError("argument --config: a resumed run keeps its own settings; give flags to change them")
     if not (args.resume or args.restart):
         cfg = config_from_args(args, RunConfig.load(args.config) if args.config else RunConfig())
-        _check_device_and_data(cfg)
+        _check_device_and_data(cfg, args.config)
         # Distributed: rank 0 creates the folder once the processes have met.
         return cfg, None if args.distributed else RunDir.create(args.out, cfg)
-    # Ranks other than 0 only read the folder; train() takes the lock on rank 0.
-    run_dir = RunDir.open(args.out) if args.distributed else RunDir.open_for_writing(args.out)
+    # Every argument is checked against the run's settings, read without taking the run, before it is
+    # claimed: claiming locks the folder, marks a run made before the marker and sweeps temporaries.
+    run_dir = RunDir.open_ours(args.out)  # read only: nothing is taken before every flag is checked
     base = RunConfig.load(args.config) if args.config else run_dir.config()
     cfg = config_from_args(args, base)
-    _check_device_and_data(cfg)
+    _check_device_and_data(cfg, args.config or run_dir.config_path)
+    if not args.distributed:  # ranks other than 0 only read the folder; train() takes the lock on rank 0
+        run_dir.claim()
+        if not args.config and run_dir.config() != base:
+            # A writer that ended between the read and the claim changed the settings: check them again.
+            cfg = config_from_args(args, run_dir.config())
+            _check_device_and_data(cfg, run_dir.config_path)
     if args.restart:
         run_dir.restart()
         return cfg, run_dir
@@ -149,18 +155,16 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
     return cfg, run_dir
 
 
-def _check_device_and_data(cfg: RunConfig) -> None:
-    """The device and the data folder, whichever settings (flags, --config, the run's own) named them."""
-    from alexgui.engine.devices import DeviceError, parse_devices
-
-    data = cfg.data.data
-    if data != "demo" and not Path(data).expanduser().is_dir():
-        raise ConfigError(f"[data] data: {data}: no such folder; give an image folder (a subfolder per class) or 'demo'")
-
-    try:
-        parse_devices(cfg.train.device)
-    except DeviceError as e:
-        raise ConfigError(f"argument --device: {e}") from None
+def _check_device_and_data(cfg: RunConfig, source: Path | None) -> None:
+    """The device and the data folder that a settings file (--config, or the run's config.toml at
+    `source`) named, by the same checks as the flags' (commands/arguments.py); a flag given on the
+    command line was checked as it was read."""
+    for section, name, check in (("data", "data", data_folder), ("train", "device", devices)):
+        try:
+            check(getattr(getattr(cfg, section), name))
+        except argparse.ArgumentTypeError as e:
+            where = f"{source} [{section}] {name}" if source is not None else f"[{section}] {name}"
+            raise ConfigError(f"{where}: {e}") from None
 
 
 def _run_distributed(args: argparse.Namespace, cfg: RunConfig, opened: RunDir | None) -> int:

@@ -215,6 +215,7 @@ def prepare_dataset(
         )
 
     train, val = image_set(train_rows), image_set(val_rows)
+    train.lockstep = True  # its batches are the training steps, which every rank takes together
     _require_usable(index, train, val, skipped)
     return PreparedData(
         class_names=index.class_names,

@@ -6,11 +6,21 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from alexgui.engine.data.cache import DecodedCache
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.data.walk import Skipped, Stamp, display_path
+from alexgui.errors import AlexguiError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def in_lockstep() -> bool:
+    """Whether other processes must take as many steps as this one: torch.distributed is set up
+    with more than one process (each collective of a step waits for every rank)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class ImageSet:
@@ -22,6 +32,12 @@ class ImageSet:
     smaller than the rest, and a batch whose files all failed is not yielded at all. Files marked in
     `excluded` (changes.py: vanished since the pre-flight) are dropped from their batches the same
     way, cached or not. `stamps` holds each file's (size, mtime_ns, inode) at the pre-flight.
+
+    Distributed, the set that feeds training steps (`lockstep`, set by prepare_dataset) never leaves
+    a batch out, because each rank excludes files on its own and a rank with fewer steps would hang
+    the others in a collective: a batch whose files were all excluded is taken from the cache as it
+    was decoded at the pre-flight, and one whose files all failed to decode (no cache) is replaced by
+    the last batch that did decode (trained on twice; a rare event, and the run goes on).
     """
 
     def __init__(
@@ -46,6 +62,8 @@ class ImageSet:
         self.excluded = np.zeros(len(self.paths), dtype=bool)
         self.reported: set[int] = set()  # files whose change changes.py has reported
         self.failures_reported = 0  # how many of `failed` changes.py has reported
+        self.lockstep = False  # feeds the training steps: no batch is left out when distributed
+        self._last_batch: Batch | None = None  # the stand-in for a batch that failed whole, in lockstep
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -76,12 +94,15 @@ class ImageSet:
             return self._cached_batches(order, batch_size, pin)
         return self._decoded_batches(order, batch_size, workers, pin)
 
-    def _cached_batches(self, order: np.ndarray, batch_size: int, pin: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _cached_batches(self, order: np.ndarray, batch_size: int, pin: bool) -> Iterator[Batch]:
         assert self.cache is not None
+        even = self.lockstep and in_lockstep()
         for start in range(0, len(order), batch_size):
             chosen = self._kept(order[start : start + batch_size])
             if not len(chosen):
-                continue
+                if not even:
+                    continue
+                chosen = order[start : start + batch_size]  # the pixels cached at the pre-flight are still there
             # One fancy-index copy out of the memory map per batch: no per-image Python work.
             pixels = np.asarray(self.cache.images[self.rows[chosen]]).view(np.ndarray)
             images = torch.from_numpy(pixels)
@@ -90,11 +111,11 @@ class ImageSet:
                 images, labels = images.pin_memory(), labels.pin_memory()
             yield images, labels
 
-    def _decoded_batches(
-        self, order: np.ndarray, batch_size: int, workers: int, pin: bool
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _decoded_batches(self, order: np.ndarray, batch_size: int, workers: int, pin: bool) -> Iterator[Batch]:
+        even = self.lockstep and in_lockstep()
         chunks = [self._kept(order[i : i + batch_size]).tolist() for i in range(0, len(order), batch_size)]
-        chunks = [chunk for chunk in chunks if chunk]
+        if not even:
+            chunks = [chunk for chunk in chunks if chunk]
         if not chunks:
             return
         loader = DataLoader(
@@ -110,7 +131,16 @@ class ImageSet:
                     self.failed_paths.add(path)
                     self.failed.append(Skipped(display_path(path), reason))
             if len(labels):
+                if even:
+                    self._last_batch = (images, labels)
                 yield images, labels
+            elif even:
+                if self._last_batch is None:  # ending this rank ends the run (torchrun stops the others)
+                    raise AlexguiError(
+                        "every file of a training batch failed to decode before any batch did; a distributed "
+                        "run cannot leave a batch out (see the run's data changes)"
+                    )
+                yield self._last_batch
 
     def _kept(self, chosen: np.ndarray) -> np.ndarray:
         # Dropping within the batch keeps every other batch's boundaries where they were.

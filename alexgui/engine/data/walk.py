@@ -5,11 +5,13 @@ What a user's folder may hold, and what the walk does with it:
 - regular files: candidates for the pre-flight (which decodes them), each with its stat stamp;
 - named pipes, sockets and devices: skipped with a reason, never opened (opening a FIFO for reading
   waits for a writer forever);
-- symbolic links: followed only inside the dataset's root (resolved, then checked to lie below it),
-  unless the caller allows links out; a folder is visited once, by its (st_dev, st_ino), so a link
-  to `..`, to the class folder itself or to another class folder is skipped with a reason instead of
-  repeating (and mislabelling) the images below it; a file reached twice (a link or a hard link) is
-  used once;
+- symbolic links: followed only after every real entry of the class is taken (real entries always
+  win), and only when they lead below their own class folder, or out of the root when the caller
+  allows links out; a link into another class (`cats/more -> ../dogs/sub`, `cats/x.png ->
+  ../dogs/0.png`) or elsewhere into the root is skipped with a reason instead of labelling those
+  images as this class; a folder is visited once, by its (st_dev, st_ino), so a link to `..` or to
+  the class folder itself is skipped too instead of repeating the images below it; a file reached
+  twice (a link or a hard link) is used once;
 - names that are not valid UTF-8 (POSIX bytes, held by Python as surrogate escapes): files are used,
   class folders are skipped (a class name is text written into checkpoints and exported models).
 
@@ -94,21 +96,25 @@ class FolderWalk:
     stamps: dict[str, Stamp] = field(default_factory=dict, init=False)  # every file taken, as found
     _dirs: dict[tuple[int, int], str] = field(default_factory=dict, init=False)  # (st_dev, st_ino) -> path taken
     _files: dict[tuple[int, int], str] = field(default_factory=dict, init=False)
+    _classes: list[tuple[str, Path]] = field(default_factory=list, init=False)  # (name for messages, resolved folder)
 
     def __post_init__(self) -> None:
         self._claim_dir(self.root, str(self.root))
 
     def class_folders(self, folder: Path) -> list[tuple[str, Path]]:
-        """(class name, folder) for the visible sub-folders of `folder`, sorted by name."""
+        """(class name, folder) for the visible sub-folders of `folder`, sorted by name.
+
+        Real folders are taken before links, so a class folder that is a link into another class
+        (`kittens -> cats/small`) cannot take that class's images away from it.
+        """
         self._claim_dir(folder, str(folder))
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as e:
             raise DatasetError(f"{folder}: cannot list the folder ({e.strerror or e})") from None
+        visible = [e for e in entries if not e.name.startswith(".")]
         found: list[tuple[str, Path]] = []
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
+        for entry in [e for e in visible if not e.is_symlink()] + [e for e in visible if e.is_symlink()]:
             st = self._follow(entry)
             if st is None or not stat.S_ISDIR(st.st_mode):
                 continue  # files next to the class folders are not in any class
@@ -119,15 +125,32 @@ class FolderWalk:
             if taken is not None:
                 self._skip(entry.path, f"the same folder as {display_path(taken)}; used once")
                 continue
+            real = Path(os.path.realpath(entry.path))
+            other = self._class_holding(real, None)
+            if entry.is_symlink() and other is not None:
+                self._skip(entry.path, f"link into another class ({other}); not followed")
+                continue
             self._dirs[(st.st_dev, st.st_ino)] = entry.path
+            self._classes.append((display_path(os.path.relpath(entry.path, self.root)), real))
             found.append((entry.name, Path(entry.path)))
-        return found
+        return sorted(found)
 
     def files_below(self, folder: Path) -> list[str]:
-        """Sorted paths of the regular files below a class folder (hidden names ignored)."""
+        """Sorted paths of the regular files below a class folder (hidden names ignored).
+
+        Links are followed only after every real entry below the class is taken (real entries win:
+        a link never claims a folder or file that is really there), and only when they lead below
+        this class folder (or out of the root, when allowed): a link elsewhere into the root would
+        label another class's images, or images that are in no class, as this class.
+        """
+        class_root = Path(os.path.realpath(folder))
         found: list[str] = []
         pending = [str(folder)]
-        while pending:
+        links: list[os.DirEntry[str]] = []
+        while pending or links:
+            if not pending:
+                self._take_link(links.pop(0), class_root, pending, found)
+                continue
             current = pending.pop()
             try:
                 entries = sorted(os.scandir(current), key=lambda e: e.name)
@@ -137,32 +160,62 @@ class FolderWalk:
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
+                if entry.is_symlink():
+                    links.append(entry)
+                    continue
                 st = self._follow(entry)
-                if st is None:
-                    continue
-                key = (st.st_dev, st.st_ino)
-                if stat.S_ISDIR(st.st_mode):
-                    taken = self._dirs.get(key)
-                    if taken is not None:
-                        # A link to an ancestor, to itself or to another class: its images are
-                        # already counted, or belong to another class.
-                        self._skip(entry.path, f"link to {display_path(taken)}, a folder already included; not followed")
-                        continue
-                    self._dirs[key] = entry.path
-                    pending.append(entry.path)
-                    continue
-                reason = special_file_reason(st.st_mode)
-                if reason is not None:
-                    self._skip(entry.path, reason)
-                    continue
-                taken = self._files.get(key)
-                if taken is not None:
-                    self._skip(entry.path, f"the same file as {display_path(taken)}; used once")
-                    continue
-                self._files[key] = entry.path
-                self.stamps[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ino)
-                found.append(entry.path)
+                if st is not None:
+                    self._take(entry.path, st, pending, found)
         return sorted(found)
+
+    def _take_link(self, entry: os.DirEntry[str], class_root: Path, pending: list[str], found: list[str]) -> None:
+        st = self._follow(entry)
+        if st is None:
+            return
+        target = Path(os.path.realpath(entry.path))
+        outside = not target.is_relative_to(class_root)
+        other = self._class_holding(target, class_root) if outside else None
+        if other is not None:  # its images are that class's, whichever class is walked first
+            self._skip(entry.path, f"link into another class ({other}); not followed")
+            return
+        taken = self._dirs.get((st.st_dev, st.st_ino)) if stat.S_ISDIR(st.st_mode) else None
+        if taken is not None:  # a link to an ancestor, to itself or to a folder taken before
+            self._skip(entry.path, f"link to {display_path(taken)}, a folder already included; not followed")
+            return
+        if outside:
+            if target.is_relative_to(self.root):
+                self._skip(entry.path, f"link to {display_path(target)}, outside its class folder; not followed")
+                return
+        self._take(entry.path, st, pending, found)
+
+    def _take(self, path: str, st: os.stat_result, pending: list[str], found: list[str]) -> None:
+        key = (st.st_dev, st.st_ino)
+        if stat.S_ISDIR(st.st_mode):
+            taken = self._dirs.get(key)
+            if taken is not None:
+                self._skip(path, f"the same folder as {display_path(taken)}; used once")
+                return
+            self._dirs[key] = path
+            pending.append(path)
+            return
+        reason = special_file_reason(st.st_mode)
+        if reason is not None:
+            self._skip(path, reason)
+            return
+        taken = self._files.get(key)
+        if taken is not None:
+            self._skip(path, f"the same file as {display_path(taken)}; used once")
+            return
+        self._files[key] = path
+        self.stamps[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        found.append(path)
+
+    def _class_holding(self, target: Path, own: Path | None) -> str | None:
+        """The name (relative to the root) of the class folder other than `own` that holds `target`."""
+        for name, real in self._classes:
+            if real != own and target.is_relative_to(real):
+                return name
+        return None
 
     def _follow(self, entry: os.DirEntry[str]) -> os.stat_result | None:
         """The stat of what `entry` names, following a link only where allowed; None when skipped."""

@@ -11,6 +11,7 @@ error rather than something to overwrite or mix into the comparison.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 
 from alexgui.config import ConfigError
 from alexgui.engine.events import Event, Failed, Finished, RunStarted, StepDone, Stopped
-from alexgui.engine.experiments.definitions import Experiment, get_experiment
+from alexgui.engine.experiments.definitions import EXPERIMENTS, Experiment, get_experiment
 from alexgui.engine.experiments.plan import (
     TOWER_HISTORY,
     ExperimentError,
@@ -29,11 +30,11 @@ from alexgui.engine.experiments.plan import (
     plan,
     tower_scores,
 )
-from alexgui.engine.store.lock import FolderBusyError, FolderLock
+from alexgui.engine.store.atomic import is_temporary
+from alexgui.engine.store.lock import LOCK_NAME, FolderLock, take_lock
 from alexgui.engine.store.metrics_log import read_events
 from alexgui.engine.store.ownership import Ownership, describe_foreign, ownership
 from alexgui.engine.store.rundir import RunDir, RunDirError, is_run_dir
-from alexgui.errors import AlexguiError
 
 
 @dataclass
@@ -145,10 +146,15 @@ def _run_all(
 
 
 def _prepare_out(out: Path) -> None:
+    """Make `out`, or accept it when it is empty or already an alexgui experiment's folder (to resume it
+    or add to it). Anything else, a user's notes or another tool's files, is refused before a lock
+    file, a run or a report lands in it: write_report would replace a report.md of theirs."""
     if out.exists() and not out.is_dir():
         raise ExperimentError(f"{out}: exists and is a file, not a folder")
-    if is_run_dir(out):
+    if is_run_dir(out) and ownership(out) is not Ownership.FOREIGN:
         raise ExperimentError(f"{out}: is a run directory; an experiment needs a folder of its own for its runs")
+    if out.is_dir():
+        _check_out_is_an_experiments(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -157,13 +163,47 @@ def _prepare_out(out: Path) -> None:
 
 def _lock_out(out: Path) -> FolderLock:
     """One experiment at a time in a folder (each of its runs is locked too while it trains)."""
+    return take_lock(out, "running an experiment in this folder", ExperimentError)
+
+
+def _check_out_is_an_experiments(out: Path) -> None:
+    """ExperimentError unless the folder `out` holds nothing of anyone's (at most lock files, temporaries and
+    the empty run folders of a killed experiment) or what an alexgui experiment writes: its report.json,
+    or a run of it (then it is resumed or added to; a foreign folder among its runs is _action_for's)."""
+    from alexgui.engine.experiments.report import REPORT_JSON, load_report
+
     try:
-        return FolderLock(out)
-    except FolderBusyError as e:
-        who = f"process {e.holder}" if e.holder is not None else "another process"
-        raise ExperimentError(f"{out}: {who} is already running an experiment in this folder; wait for it to end") from None
-    except AlexguiError as e:
-        raise ExperimentError(str(e)) from None
+        entries = [p for p in out.iterdir() if p.name != LOCK_NAME and not is_temporary(p)]
+    except OSError as e:
+        raise ExperimentError(f"{out}: the folder cannot be listed ({e.strerror or e})") from None
+    runs = {p: ownership(p) for p in entries if _RUN_FOLDER.fullmatch(p.name) and p.is_dir()}
+    if all(runs.get(p) is Ownership.EMPTY for p in entries):
+        return
+    if any(kind in (Ownership.MARKED, Ownership.LEGACY) for kind in runs.values()):
+        return
+    try:
+        load_report(out / REPORT_JSON)  # its format field says alexgui wrote it
+        return
+    except ValueError:
+        pass
+    foreign = sorted(p for p, kind in runs.items() if kind is Ownership.FOREIGN)
+    if foreign:  # named like a run of ours: say which folder is in the way
+        raise _not_an_alexgui_run(foreign[0])
+    raise ExperimentError(
+        f"{out}: the folder is not empty and holds no alexgui experiment; {describe_foreign(out)} alexgui never "
+        "writes into such a folder: choose an empty or new one, or an earlier experiment's folder to resume it"
+    )
+
+
+def _not_an_alexgui_run(path: Path) -> ExperimentError:
+    what = describe_foreign(path) if path.is_dir() else "it is a file."
+    return ExperimentError(f"{path}: exists and is not an alexgui run; {what} Move it away or choose another folder")
+
+
+# An experiment's run folders are named <variant>-seed<k> (plan.plan), for the variants of any experiment.
+_RUN_FOLDER = re.compile(
+    "(" + "|".join(re.escape(v.name) for e in EXPERIMENTS.values() for v in e.variants) + r")-seed\d+"
+)
 
 
 def _action_for(run: PlannedRun) -> str:
@@ -174,8 +214,7 @@ def _action_for(run: PlannedRun) -> str:
     if kind is Ownership.EMPTY:
         return "train"
     if kind is Ownership.FOREIGN:
-        what = describe_foreign(run.path) if run.path.is_dir() else "it is a file."
-        raise ExperimentError(f"{run.path}: exists and is not an alexgui run; {what} Move it away or choose another folder")
+        raise _not_an_alexgui_run(run.path)
     try:
         rundir = RunDir.open(run.path)
         existing = rundir.config()

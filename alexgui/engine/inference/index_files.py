@@ -16,7 +16,13 @@ import numpy as np
 
 from alexgui.engine.inference.gallery import INDEX_FORMAT, INDEX_JSON, GalleryIndex, RetrievalError, file_stamp
 from alexgui.engine.inference.predict import list_images
-from alexgui.engine.store.atomic import atomic_open, atomic_write_text, is_temporary, remove_stale_temporaries
+from alexgui.engine.store.atomic import (
+    atomic_open,
+    atomic_write_text,
+    is_temporary,
+    process_alive,
+    remove_stale_temporaries,
+)
 
 _FEATURES_NAME = re.compile(r"^features-(?:(?P<pid>\d+)-)?[0-9a-f]+\.npy$")
 
@@ -108,23 +114,9 @@ def _sweep(folder: Path, previous: dict[str, Any] | None) -> None:
     current = previous.get("features") if previous else None
     for path in folder.glob("features-*.npy"):
         m = _FEATURES_NAME.match(path.name)
-        if m is None or path.name == current or m["pid"] is None or _process_alive(int(m["pid"])):
+        if m is None or path.name == current or m["pid"] is None or process_alive(int(m["pid"])):
             continue  # a name from before process ids were recorded: whose it is cannot be told
         path.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":  # os.kill(pid, 0) would end the process on Windows: assume alive
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # someone else's live process
-        return True
-    return True
 
 
 def model_source(index: GalleryIndex) -> str | None:

@@ -5,6 +5,8 @@ file systems), is flushed and fsync'ed, then os.replace'd onto the target, and t
 so the rename itself survives a power cut. If anything fails or the process is interrupted before
 the rename, the target is untouched; an exception removes the temporary file, a hard kill can leave
 one behind (named `.NAME.tmp-PID-RANDOM`), which `remove_stale_temporaries` cleans up later.
+`process_alive` is the one check of whether a process id (in such a name, a lock file or a
+feature file's name) may still run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -92,13 +94,15 @@ def is_temporary(path: str | os.PathLike[str]) -> bool:
     return _TEMP_NAME.match(Path(path).name) is not None
 
 
-def remove_stale_temporaries(directory: str | os.PathLike[str], folder_is_locked: bool = False) -> list[Path]:
+def remove_stale_temporaries(directory: str | os.PathLike[str], locked_names: Collection[str] = ()) -> list[Path]:
     """Delete temporaries in `directory` left by writers that no longer run; returns what was removed.
 
-    A temporary whose writer is still alive (possibly another process writing right now) is kept.
-    With `folder_is_locked` the caller holds the folder's writer lock (store/lock.py) and is not
-    writing yet, so no live process can own a temporary there: all of them go, even one whose
-    writer's process id has since been reused by an unrelated process.
+    A temporary whose writer is still alive (possibly another process, or another thread of this
+    one, writing right now) is kept. `locked_names` are the targets (`config.toml`,
+    `last.safetensors`) that only the holder of the folder's writer lock (store/lock.py) writes: a
+    caller that holds that lock and is not writing yet passes them, and their temporaries all go,
+    even one whose writer's process id has since been reused by an unrelated process. Writers that
+    take no lock (an ONNX export or an index written into the folder) keep the pid rule.
     """
     removed: list[Path] = []
     try:
@@ -109,7 +113,7 @@ def remove_stale_temporaries(directory: str | os.PathLike[str], folder_is_locked
         m = _TEMP_NAME.match(entry.name)
         if m is None or not entry.is_file():
             continue
-        if not folder_is_locked and _writer_may_be_alive(int(m["pid"]), entry):
+        if m["name"] not in locked_names and _writer_may_be_alive(int(m["pid"]), entry):
             continue
         try:
             entry.unlink()
@@ -117,6 +121,22 @@ def remove_stale_temporaries(directory: str | os.PathLike[str], folder_is_locked
         except OSError:
             pass
     return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` may still run: this process, a live one, or (on Windows, where
+    os.kill(pid, 0) would end the process instead of probing it) any."""
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: a live process owned by someone else
+        return True
+    return True
 
 
 def _reserve_temporary(target: Path) -> Path:
@@ -163,18 +183,12 @@ def _remove_quietly(path: Path) -> None:
 
 
 def _writer_may_be_alive(pid: int, entry: Path) -> bool:
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":
-        # os.kill(pid, 0) would terminate the process on Windows; fall back to age.
+    if not process_alive(pid):
+        return False
+    if os.name == "nt" and pid != os.getpid():
+        # process_alive cannot tell there: a temporary untouched for a day has no writer left.
         try:
             return time.time() - entry.stat().st_mtime < 24 * 3600
         except OSError:
             return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: a live process owned by someone else
-        return True
     return True

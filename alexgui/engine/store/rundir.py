@@ -36,7 +36,7 @@ from alexgui.engine.store.atomic import (
     fsync_dir,
     remove_stale_temporaries,
 )
-from alexgui.engine.store.lock import FolderBusyError, FolderLock, lock_holder
+from alexgui.engine.store.lock import FolderLock, lock_holder, take_lock
 from alexgui.engine.store.metrics_log import METRICS_NAME, encode_event, read_events
 from alexgui.engine.store.ownership import (
     CHECKPOINTS_NAME,
@@ -191,8 +191,9 @@ class RunDir:
         return run
 
     @classmethod
-    def open_for_writing(cls, path: str | os.PathLike[str]) -> RunDir:
-        """Open an existing alexgui run to resume or restart it, as its one writer (see claim)."""
+    def open_ours(cls, path: str | os.PathLike[str]) -> RunDir:
+        """Open an existing run for reading, refusing a folder that is not alexgui's by what it holds
+        (another tool's config.toml would not even load), as claim() would; nothing is written."""
         path = Path(path)
         if path.is_dir() and ownership(path) is Ownership.FOREIGN:
             raise RunDirError(
@@ -200,7 +201,12 @@ class RunDir:
                 "alexgui never writes into such a folder: train into an empty or new one instead",
                 path,
             )
-        run = cls.open(path)
+        return cls.open(path)
+
+    @classmethod
+    def open_for_writing(cls, path: str | os.PathLike[str]) -> RunDir:
+        """Open an existing alexgui run to resume or restart it, as its one writer (see claim)."""
+        run = cls.open_ours(path)
         run.claim()
         return run
 
@@ -265,9 +271,11 @@ class RunDir:
         return kind
 
     def _sweep(self) -> None:
-        # Leftovers of writers killed mid-save: with the lock held no live process can own them.
-        remove_stale_temporaries(self.path, folder_is_locked=True)
-        remove_stale_temporaries(self.checkpoints_dir, folder_is_locked=True)
+        # Leftovers of writers killed mid-save. The run's own files are written only under its lock,
+        # which we hold, so their temporaries are stale whatever process id they name; anything else
+        # (an ONNX export or an index written into the run folder) takes no lock: the pid rule.
+        remove_stale_temporaries(self.path, locked_names=(CONFIG_NAME, MARKER_NAME, PREFLIGHT_NAME))
+        remove_stale_temporaries(self.checkpoints_dir, locked_names=(self.last_checkpoint.name, self.best_checkpoint.name))
 
     def config(self) -> RunConfig:
         try:
@@ -330,8 +338,11 @@ class RunDir:
 
     def _open_for_append(self) -> int:
         if not self.is_writer:
-            # A RunDir opened for reading may append (a front end recording a failure), but never
-            # beside the run's writer: cutting its partial last line would break the line it is writing.
+            # A RunDir opened for reading may append (a front end recording a failure), but only to
+            # alexgui's own run, and never beside its writer: cutting a partial last line would break
+            # the line that writer is writing, or another tool's log.
+            if ownership(self.path) not in (Ownership.MARKED, Ownership.LEGACY):
+                raise RunDirError(f"{self.metrics_path}: not written: {self.path} is not an alexgui run", self.metrics_path)
             holder = lock_holder(self.path)
             if holder is not None:
                 who = "this process" if holder == os.getpid() else f"process {holder}"
@@ -354,18 +365,7 @@ class RunDir:
 
 
 def _lock(path: Path, doing: str) -> FolderLock:
-    try:
-        return FolderLock(path)
-    except FolderBusyError as e:
-        if e.holder == os.getpid():
-            raise RunDirError(f"{path}: this process is already {doing}", path) from None
-        who = f"process {e.holder}" if e.holder is not None else "another process"
-        stop = f", or stop it (kill {e.holder})" if e.holder is not None and os.name != "nt" else ""
-        raise RunDirError(
-            f"{path}: {who} is already {doing}; a run has one writer at a time: wait for it to end{stop}", path
-        ) from None
-    except AlexguiError as e:
-        raise RunDirError(str(e), path) from None
+    return take_lock(path, doing, lambda message: RunDirError(message, path), rule="a run has one writer at a time: ")
 
 
 def _write_all(fd: int, data: bytes) -> None:
