@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from alexgui.config import Range
 from alexgui.errors import AlexguiError
+
+T = TypeVar("T", int, float)
 
 
 class ArgumentProblem(AlexguiError):
@@ -28,33 +31,25 @@ class ArgumentProblem(AlexguiError):
 
 def int_in_range(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: an integer from `low` to `high` (both included)."""
-    accepted = Range(low, high)
-
-    def integer(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give {accepted.describe(True)}") from None
-        if value not in accepted:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; give {accepted.describe(True)}")
-        return value
-
-    return integer
+    return _ranged(int, "an integer", Range(low, high), integer=True)
 
 
 def number_in_range(accepted: Range) -> Callable[[str], float]:
     """An argparse type: a number (float) within `accepted` (NaN is in no range)."""
+    return _ranged(float, "a number", accepted, integer=False)
 
-    def number(text: str) -> float:
+
+def _ranged(convert: Callable[[str], T], kind: str, accepted: Range, integer: bool) -> Callable[[str], T]:
+    def check(text: str) -> T:
         try:
-            value = float(text.strip())
+            value = convert(text.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number; give {accepted.describe(False)}") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}; give {accepted.describe(integer)}") from None
         if value not in accepted:
-            raise argparse.ArgumentTypeError(f"{text.strip()} is out of range; give {accepted.describe(False)}")
+            raise argparse.ArgumentTypeError(f"{text.strip()} is out of range; give {accepted.describe(integer)}")
         return value
 
-    return number
+    return check
 
 
 def existing_folder(text: str) -> str:

@@ -25,11 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui.engine.experiments import EXPERIMENTS, ExperimentOptions
-from alexgui.qt.panels.monitor import device_box
+from alexgui.qt.panels.monitor import CHOOSE, DEMO, device_box
 from alexgui.qt.window_fit import shrinkable
-
-DEMO = "demo"
-CHOOSE = "__choose__"
 
 
 def default_out_root() -> Path:
