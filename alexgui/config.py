@@ -62,8 +62,13 @@ class TrainConfig:
     lr_factor: float = 0.1  # divide by 10 ...
     lr_patience: int = 3  # ... when val top-1 error has not improved for this many epochs ...
     lr_max_drops: int = 3  # ... at most three times, as in the paper
-    device: str = "cpu"  # "cpu", "cuda", "cuda:N", or two ("cuda:0,cuda:1"): one paper tower on each
-    bf16: bool = False  # bf16 autocast (CUDA only)
+    # ... and on a small validation set waits until a fall of this much top-1 error per epoch could stand
+    # out of its noise (engine/training/schedule.py); 0 = the paper's rule as written
+    lr_resolution: float = 0.01
+    # "auto" (CUDA, else Apple's mps, else the CPU; resolved when the run starts, so a resumed run picks
+    # the machine it resumes on), "cpu", "cuda", "cuda:N", "mps", or two ("cuda:0,cuda:1"): one paper tower on each
+    device: str = "auto"
+    bf16: bool = False  # bf16 autocast on CUDA, and on CPUs with bf16 instructions (others: fp32, said once)
     channels_last: bool = False  # NHWC memory format (CUDA only)
     seed: int = 0
     log_every: int = 1  # write a step line to metrics.jsonl every N steps
@@ -176,6 +181,7 @@ RANGES: dict[tuple[str, str], Range] = {
     ("train", "lr_factor"): Range(0, 1, open_low=True),
     ("train", "lr_patience"): Range(1, 1000),
     ("train", "lr_max_drops"): Range(0, 100),
+    ("train", "lr_resolution"): Range(0, 1),
     ("train", "seed"): _SEED,
     ("train", "log_every"): Range(1, 10**9),
     ("train", "checkpoint_minutes"): Range(0, 10**6),

@@ -45,6 +45,7 @@ def tiny_config(data: Path, **train: object) -> RunConfig:
     cfg = RunConfig()
     cfg.data.data = str(data)
     cfg.data.workers = 0
+    cfg.train.device = "cpu"  # not "auto": the tests' runs are the same on a machine with a GPU
     cfg.train.batch_size = 4
     cfg.train.epochs = 2
     cfg.train.checkpoint_minutes = 0

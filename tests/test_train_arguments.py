@@ -36,6 +36,7 @@ crop = 63
 workers = 0
 
 [train]
+device = "cpu"
 batch_size = 2
 epochs = 3
 checkpoint_minutes = 0.0

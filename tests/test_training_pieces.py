@@ -1,5 +1,6 @@
 """The pieces around the training loop: the caller's settings are never changed, and one ten-crop
-average serves evaluation, the torch predictor and the ONNX predictor."""
+average serves evaluation, the torch predictor and the ONNX predictor; a run says its arithmetic
+(bf16 or why not) and hands its schedule the validation set's size."""
 
 from __future__ import annotations
 
@@ -64,3 +65,24 @@ def test_a_failure_reads_as_one_sentence() -> None:
     [(level, text)] = describe_event(Failed(3, 0, message="out of memory. Try a smaller batch size.", checkpoint="c.st"))
     assert level == "error"
     assert text == "Failed at step 3: out of memory. Try a smaller batch size. The last good checkpoint is c.st."
+
+
+def test_a_run_says_its_precision_and_sizes_its_schedule_guard(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alexgui.engine.events import RunStarted
+    from alexgui.engine.store.checkpoint import read_meta
+    from alexgui.engine.training import precision
+
+    # A CPU without bf16 instructions: --bf16 trains in fp32, and the run's first line says so.
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    cfg = tiny_config(dataset, epochs=1, bf16=True, lr_resolution=0.05, device="cpu")
+    cfg.data.resize, cfg.data.crop = 72, 64
+    run = RunDir.create(tmp_path / "run", cfg)
+    events = list(train(cfg, run))
+    assert events[-1].type == "finished", events[-1]
+    [started] = [e for e in events if isinstance(e, RunStarted)]
+    assert started.device.endswith("(fp32: this CPU has no bf16 instructions, so --bf16 is not used)")
+    # The setting reaches the schedule, and the epoch's end tells it the validation set's size.
+    schedule = read_meta(run.last_checkpoint)["schedule"]
+    assert schedule["resolution"] == 0.05 and schedule["val_images"] == 4

@@ -101,6 +101,17 @@ def one_device(text: str) -> str:
     return text
 
 
+def preset_name(text: str) -> str:
+    """An argparse type: a training preset's name (alexgui/presets.py) or an alias, as the preset's name."""
+    from alexgui.presets import ALIASES, PRESETS, preset_named
+
+    preset = preset_named(text)
+    if preset is None:
+        names = ", ".join([p.name for p in PRESETS] + list(ALIASES))
+        raise argparse.ArgumentTypeError(f"{text!r} is not a preset; give one of {names}")
+    return preset.name
+
+
 def onnx_opset(text: str) -> int:
     """An argparse type: an ONNX opset the exporter writes."""
     from alexgui.engine.inference.onnx_export import MAX_OPSET, MIN_OPSET
@@ -109,12 +120,12 @@ def onnx_opset(text: str) -> int:
 
 
 def inference_device(spec: str | None, onnx: bool) -> str:
-    """classify's --device for its backend: a torch device (default cpu), or for ONNX Runtime auto
-    (default), cpu, cuda[:N] or tensorrt[:N]. ArgumentProblem when it is malformed, or names a GPU
+    """classify's --device for its backend: a torch device (default auto: the best this machine has), or
+    for ONNX Runtime auto (default), cpu, cuda[:N] or tensorrt[:N]. ArgumentProblem when it is malformed, or names a GPU
     this machine does not have (ONNX Runtime would quietly fall back to the CPU)."""
     if not onnx:
         if spec is None:
-            return "cpu"
+            return "auto"
         try:
             return one_device(spec)
         except argparse.ArgumentTypeError as e:

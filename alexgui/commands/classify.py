@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="torch (default), or onnx: ONNX Runtime on an .onnx file, or on any other model "
                    "exported on the fly (cached); TensorRT, then CUDA, then the CPU")
     p.add_argument("--device", default=None,
-                   help="torch: cpu, cuda or cuda:N (default cpu); onnx: auto (default), cpu, cuda[:N], tensorrt[:N]")
+                   help="torch: auto (default: CUDA, else Apple's mps, else the CPU), cpu, cuda, cuda:N or mps; "
+                   "onnx: auto (default), cpu, cuda[:N], tensorrt[:N]")
     p.add_argument("--download", action="store_true", help="download torchvision's weights when missing")
 
 

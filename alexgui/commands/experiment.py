@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="images per step (default 128, the paper's)")
     p.add_argument("--lr", type=float, default=0.01, help="initial learning rate (default 0.01, the paper's)")
     p.add_argument("--arch", default="paper", help="network; these experiments need 'paper' (two towers, default)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA, and CPUs with bf16 instructions; fp32 elsewhere)")
     p.add_argument("--crop", type=int_in_range(*CROPS), default=224,
                    help=f"training crop (default 224, the paper's; at least {CROPS[0]}, the smallest "
                    "input the network takes); smaller runs faster, not the paper's input")

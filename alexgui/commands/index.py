@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="storage precision of the features (default float16: half the size; searched in float32)")
     p.add_argument("--batch-size", type=int_in_range(1, MAX_BATCH), default=16,
                    help=f"images per forward pass, 1 to {MAX_BATCH} (default 16)")
-    p.add_argument("--device", type=one_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", type=one_device, default="auto",
+                   help="auto (default: a CUDA GPU, else Apple's mps, else the CPU), cpu, cuda, cuda:N or mps")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int_in_range(1, MAX_K), default=8, help=f"neighbours per query, 1 to {MAX_K} (default 8)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     p.add_argument("--model", help="model to embed the queries (default: the one the index was built with)")
-    p.add_argument("--device", type=one_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", type=one_device, default="auto",
+                   help="auto (default: a CUDA GPU, else Apple's mps, else the CPU), cpu, cuda, cuda:N or mps")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,42 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import io
+import os
 import signal
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alexgui.commands.arguments import data_folder, devices
+from alexgui.commands.arguments import data_folder, devices, preset_name
 from alexgui.config import ConfigError, RunConfig, check_setting
 from alexgui.errors import AlexguiError
+from alexgui.presets import ALIASES, PRESETS, QUICK, preset_named
 
 if TYPE_CHECKING:  # the engine is imported when a run starts, not when the CLI parses its flags
     from alexgui.engine.store.rundir import RunDir
     from alexgui.engine.training.distributed import DistContext
 
-# (flag, config section, field, type, help); a flag left out keeps the config's (or paper's) value.
+# (flag, config section, field, type, help); a flag left out keeps the preset's, the config's or the paper's value.
 _OVERRIDES: list[tuple[str, str, str, Any, str]] = [
     ("--arch", "model", "arch", str, "paper (two towers, default) or torchvision"),
     ("--activation", "model", "activation", str, "relu (default) or tanh"),
     ("--pooling", "model", "pooling", str, "overlapping (3/2, default) or non-overlapping (2/2)"),
     ("--dropout", "model", "dropout", float, "dropout rate in fc6 and fc7 (default 0.5)"),
     ("--lrn-formula", "model", "lrn_formula", str, "paper (default) or torch (alpha divided by n)"),
-    ("--epochs", "train", "epochs", int, "passes over the training set (default 90)"),
+    ("--epochs", "train", "epochs", int, "passes over the training set (paper: 90)"),
     ("--max-steps", "train", "max_steps", int, "stop at this global optimizer step (0 = no limit)"),
-    ("--batch-size", "train", "batch_size", int, "images per step (default 128)"),
-    ("--lr", "train", "lr", float, "initial learning rate (default 0.01)"),
-    ("--momentum", "train", "momentum", float, "SGD momentum (default 0.9)"),
-    ("--weight-decay", "train", "weight_decay", float, "weight decay (default 0.0005)"),
+    ("--batch-size", "train", "batch_size", int, "images per step (paper: 128)"),
+    ("--lr", "train", "lr", float, "initial learning rate (paper: 0.01)"),
+    ("--momentum", "train", "momentum", float, "SGD momentum (paper: 0.9)"),
+    ("--weight-decay", "train", "weight_decay", float, "weight decay (paper: 0.0005)"),
     ("--lr-patience", "train", "lr_patience", int, "epochs without val improvement before lr/10 (default 3)"),
+    ("--lr-resolution", "train", "lr_resolution", float,
+     "on a small validation set, wait until a fall of this much val error per epoch could show through its "
+     "noise before lr/10 (default 0.01; 0 = the paper's rule as written)"),
     ("--device", "train", "device", devices,
-     "cpu, cuda, cuda:N, or two devices (cuda:0,cuda:1) for one paper tower on each (default cpu)"),
+     "auto (default: a CUDA GPU, else Apple's mps, else the CPU; resolved at each start, so a resumed run uses "
+     "the machine it runs on), cpu, cuda, cuda:N, mps, or two devices (cuda:0,cuda:1) for one paper tower on each"),
     ("--seed", "train", "seed", int, "random seed (default 0)"),
     ("--log-every", "train", "log_every", int, "write a metrics line every N steps (default 1)"),
     ("--workers", "data", "workers", int, "decoding worker processes when the cache is off (default 2)"),
     ("--val-fraction", "data", "val_fraction", float, "held-out share when there is no val/ folder"),
     ("--pca-noise", "data", "pca_noise", float, "PCA colour noise std (default 0.1; 0 = off)"),
 ]
+_WIDTH = 78  # the description and the presets' notes are wrapped here (argparse keeps them as written)
 _SWITCHES: list[tuple[str, str, str, bool, str]] = [
     ("--no-lrn", "model", "lrn", False, "turn local response normalisation off (ablation)"),
     ("--no-flip", "data", "flip", False, "no horizontal reflections"),
@@ -46,7 +55,7 @@ _SWITCHES: list[tuple[str, str, str, bool, str]] = [
     ("--no-cache", "data", "cache", False, "decode images every epoch instead of caching them"),
     ("--follow-links", "data", "follow_links", True, "follow symbolic links that lead out of the data folder"),
     ("--ten-crop-eval", "data", "ten_crop_eval", True, "validate on 10 crops (paper's test-time averaging)"),
-    ("--bf16", "train", "bf16", True, "bf16 autocast (CUDA only)"),
+    ("--bf16", "train", "bf16", True, "bf16 autocast on CUDA and on CPUs with bf16 instructions (else fp32, said once)"),
     ("--channels-last", "train", "channels_last", True, "channels_last memory format (CUDA only)"),
     ("--compile", "train", "compile", True, "torch.compile the model (CUDA mainly; the first steps are slow)"),
 ]
@@ -55,14 +64,20 @@ _SWITCHES: list[tuple[str, str, str, bool, str]] = [
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train AlexNet headless (the paper's recipe by default)",
-        description="Train AlexNet on an image folder (one subfolder per class; train/ and val/ when present) "
-        "or on the built-in demo data, writing a run directory the desktop app can open and follow.",
+        help="train AlexNet headless (the paper's recipe on a folder; the quick preset on the demo data)",
+        description=textwrap.fill(
+            "Train AlexNet on an image folder (one subfolder per class; train/ and val/ when present) or on "
+            "the built-in demo data, writing a run directory the desktop app can open and follow.", _WIDTH),
+        epilog=_presets_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", type=data_folder,
                    help="image folder, or 'demo' for the built-in generated dataset (default: demo)")
     p.add_argument("--out", required=True, type=Path, help="run directory to create (or to resume with --resume)")
-    p.add_argument("--config", type=Path, help="TOML settings file (flags override it)")
+    p.add_argument("--config", type=Path, help="TOML settings file (--preset and flags override it)")
+    names = ", ".join([p.name for p in PRESETS] + [f"{alias} (= {name})" for alias, name in ALIASES.items()])
+    p.add_argument("--preset", type=preset_name, default=None, metavar="NAME",
+                   help=f"start from the app's recipe preset: {names} (below); flags given with it override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument(
         "--restart",
@@ -82,11 +97,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, action="store_true", default=None, help=text)
 
 
+def _presets_help() -> str:
+    """The presets and what each changes from the paper, for `alexgui train --help` (the notes the app
+    shows under its Preset box), and which settings win when several are given."""
+    lines = ["presets (--preset NAME; the app's Recipe presets, one definition):"]
+    for preset in PRESETS:
+        aliases = [a for a, name in ALIASES.items() if name == preset.name]
+        head = f"{preset.name}" + (f" (also: {', '.join(aliases)})" if aliases else "") + f": {preset.label}"
+        lines.append(textwrap.fill(head, _WIDTH, initial_indent="  ", subsequent_indent="    "))
+        lines.append(textwrap.fill(preset.note, _WIDTH, initial_indent="    ", subsequent_indent="    "))
+    lines += [
+        "",
+        textwrap.fill(
+            "Which settings win: flags over --preset over --config over the paper's defaults. On the demo data "
+            "with neither --preset nor --config, the quick preset is the starting point (said in one line); "
+            "on an image folder the paper's recipe is. --resume and --restart start from the run's own settings.",
+            _WIDTH,
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def implicit_preset(args: argparse.Namespace) -> bool:
+    """Whether a new run starts from the quick preset unasked: the demo data (given or by default), with no
+    --preset and no --config. The paper's 90 epochs at batch 128 are days of CPU time on the demo data."""
+    if getattr(args, "preset", None) is not None or args.config or args.resume or args.restart:
+        return False
+    return args.data is None or args.data == "demo"
+
+
 def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
-    """The settings `base` with the flags given on top; ConfigError (naming the flag and the accepted
-    values) for any value that cannot be used, before anything is created or read. (--data and
-    --device were checked by their argparse types; the values `base` brings: _check_device_and_data.)"""
-    values = base.to_dict()  # a deep copy (dataclasses.asdict); validated as a whole below
+    """The settings `base` with --preset (if given) and then the flags given on top; ConfigError (naming
+    the flag and the accepted values) for any value that cannot be used, before anything is created or
+    read. (--data, --preset and --device were checked by their argparse types; the values `base` brings:
+    _check_device_and_data.)"""
+    preset = preset_named(args.preset) if getattr(args, "preset", None) else None
+    values = (preset.apply(copy.deepcopy(base)) if preset else base).to_dict()  # a deep copy; validated as a whole below
     if args.data is not None:
         values["data"]["data"] = str(Path(args.data).expanduser().resolve()) if args.data != "demo" else "demo"
     for flag, section, name, _, _ in _OVERRIDES:
@@ -110,8 +156,24 @@ def run(args: argparse.Namespace) -> int:
     cfg, run_dir = prepared
     if not args.distributed:
         assert run_dir is not None
+        _say_device(cfg.train.device, distributed=False)
         return _train(cfg, run_dir, args.resume, None)
     return _run_distributed(args, cfg, run_dir)
+
+
+def _first_process() -> bool:
+    """Not one of torchrun's other ranks (which print nothing of their own: one line, not one per process)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _say_device(spec: str, distributed: bool) -> None:
+    """One line naming the device "auto" picked (the run's config.toml keeps "auto", so that resuming on
+    another machine picks again; its log's RunStarted names the device used)."""
+    from alexgui.engine.devices import describe_auto
+
+    line = describe_auto(spec, distributed)
+    if line:
+        print(f"alexgui train: {line}", flush=True)
 
 
 def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None:
@@ -127,8 +189,13 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
     if args.resume and args.config:
         raise AlexguiError("argument --config: a resumed run keeps its own settings; give flags to change them")
     if not (args.resume or args.restart):
-        cfg = config_from_args(args, RunConfig.load(args.config) if args.config else RunConfig())
+        base = RunConfig.load(args.config) if args.config else RunConfig()
+        implied = implicit_preset(args)
+        cfg = config_from_args(args, QUICK.apply(base) if implied else base)
         _check_device_and_data(cfg, args.config)
+        if implied and _first_process():  # said once every argument is known good: a refused command prints one error line
+            print(f"alexgui train: the demo data with no --preset: the {QUICK.name} preset (batch {QUICK.batch_size}, "
+                  f"{QUICK.epochs} epochs, lr {QUICK.lr:g}; flags override it); --preset paper for the paper's recipe")
         # Distributed: rank 0 creates the folder once the processes have met.
         return cfg, None if args.distributed else RunDir.create(args.out, cfg)
     # Every argument is checked against the run's settings, read without taking the run, before it is
@@ -169,6 +236,7 @@ def _check_device_and_data(cfg: RunConfig, source: Path | None) -> None:
 
 def _run_distributed(args: argparse.Namespace, cfg: RunConfig, opened: RunDir | None) -> int:
     """One torchrun process: join the group, let rank 0 create the run directory, train, leave."""
+    from alexgui.engine.devices import resolve_spec
     from alexgui.engine.store.rundir import RunDir, RunDirError
     from alexgui.engine.training.distributed import (
         DistributedError,
@@ -178,6 +246,11 @@ def _run_distributed(args: argparse.Namespace, cfg: RunConfig, opened: RunDir | 
         shutdown,
     )
 
+    if _first_process():
+        _say_device(cfg.train.device, distributed=True)
+    # Under torchrun "auto" is settled before the processes meet: "cuda" (each process's own GPU) or
+    # "cpu" (gloo); Apple's GPU cannot share gradients between processes. The run records that choice.
+    cfg.train.device = resolve_spec(cfg.train.device, distributed=True)
     try:
         ctx = init_from_env(cfg.train.device)
     except DistributedError as e:

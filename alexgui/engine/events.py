@@ -101,6 +101,20 @@ class DataChanged(Event):
 
 
 @dataclass
+class KernelSnapshot(Event):
+    """conv1's kernels measured at a snapshot (the run's start, then every TrainControl.snapshot_seconds).
+
+    Per tower, in tower order (one entry for a one-tower network): the mean colour specificity and
+    the median structure score (engine/model/kernel_scores.py), so a log shows Figure 3 forming.
+    The structure fields may be absent from a line (None): readers plot what is there.
+    """
+
+    colour_specificity: list[float]
+    structure: list[float] | None = None
+    structure_all: float | None = None  # the median over all the layer's kernels, towers together
+
+
+@dataclass
 class LrDropped(Event):
     old_lr: float
     new_lr: float
@@ -148,6 +162,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "step": StepDone,
     "epoch": EpochDone,
     "data_changed": DataChanged,
+    "kernels": KernelSnapshot,
     "lr_dropped": LrDropped,
     "checkpoint": CheckpointSaved,
     "paused": Paused,

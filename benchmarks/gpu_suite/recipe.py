@@ -4,9 +4,11 @@ and with the paper's ten crops (softmax averaged), and the curves as a PNG.
 
 The recipe is RunConfig's defaults (engine.train, as `alexgui train` runs it): SGD with momentum 0.9 and
 weight decay 5e-4, batch 128, learning rate 0.01 divided by 10 when the validation top-1 error has not
-improved for 3 epochs (at most 3 times), 90 epochs, dropout, LRN, random crops, flips and PCA colour
-noise. On the GPU it trains in bf16 autocast with channels_last to get further within the budget; the
-final evaluation is fp32. The run stops at an epoch end when the next epoch would not fit.
+improved for 3 epochs (at most 3 times; alexgui's guard for small validation sets stretches the 3
+epochs to 7 on imagenette-mini's 500 validation images, see engine/training/schedule.py), 90 epochs,
+dropout, LRN, random crops, flips and PCA colour noise. On the GPU it trains in bf16 autocast with
+channels_last to get further within the budget; the final evaluation is fp32. The run stops at an epoch end
+when the next epoch would not fit.
 
 It also leaves the experiments section its calibration: a run's set-up time and one epoch's wall time.
 """

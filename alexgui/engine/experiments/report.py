@@ -82,7 +82,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Training: the paper's network ({settings['arch']}), {settings['epochs']} epoch(s)"
         f"{', at most ' + str(settings['max_steps']) + ' steps' if settings['max_steps'] else ''}, batch "
         f"{settings['batch_size']}, learning rate {settings['lr']:g}, crop {settings['crop']}, on "
-        f"{settings.get('device_used') or settings['device']}{' (bf16)' if settings.get('bf16') else ''}.",
+        f"{_device_text(settings)}.",
         f"- Noise: {report['noise_rule']}.",
         "",
         "## Result",
@@ -249,3 +249,12 @@ def _png_of_image(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _device_text(settings: dict) -> str:
+    """The device the runs used; " (bf16)" only when the device's own label does not already say which
+    precision ran (a CPU without bf16 says "fp32: ..." there)."""
+    device = str(settings.get("device_used") or settings["device"])
+    if settings.get("bf16") and "bf16" not in device and "fp32" not in device:
+        device += " (bf16)"
+    return device

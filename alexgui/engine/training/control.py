@@ -26,4 +26,5 @@ class TrainControl:
     # Called from the training thread with CPU copies of the conv kernels ({layer: (out,in,kh,kw)})
     # at most every `snapshot_seconds`, for live filter views. Must be cheap and thread-safe.
     on_kernels: Callable[[dict[str, torch.Tensor]], None] | None = None
+    # Also paces the KernelSnapshot events (conv1's scores) in the metrics log, watched or not.
     snapshot_seconds: float = 10.0

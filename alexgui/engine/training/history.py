@@ -20,6 +20,7 @@ from alexgui.engine.events import (
     Event,
     Failed,
     Finished,
+    KernelSnapshot,
     LrDropped,
     Paused,
     PreflightReport,
@@ -77,6 +78,8 @@ class _Ema:
 
 STEP_COLUMNS = ("step", "time", "loss", "loss_smooth", "top1", "top5", "top1_smooth", "top5_smooth", "lr", "ips", "ips_smooth")
 EPOCH_COLUMNS = ("step", "epoch", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
+# conv1 at each kernel snapshot: time, structure over all kernels, then per tower (NaN where a line lacks it)
+KERNEL_COLUMNS = ("step", "time", "structure", "structure_0", "structure_1", "colour_0", "colour_1")
 
 
 class RunHistory:
@@ -93,6 +96,7 @@ class RunHistory:
         self.data_version = 0
         self.steps = {c: _Column() for c in STEP_COLUMNS}
         self.epochs = {c: _Column() for c in EPOCH_COLUMNS}
+        self.kernels = {c: _Column() for c in KERNEL_COLUMNS}
         self.started: RunStarted | None = None
         self.state = "new"  # new, preparing, running, paused, finished, stopped, failed
         self.message = ""  # the failure message, or why the run ended
@@ -120,7 +124,7 @@ class RunHistory:
         for ev in events:
             self._add(ev)
             self.last_event_time = ev.time
-            curves_changed = curves_changed or isinstance(ev, (StepDone, EpochDone)) or (
+            curves_changed = curves_changed or isinstance(ev, (StepDone, EpochDone, KernelSnapshot)) or (
                 isinstance(ev, RunStarted) and ev.resumed
             )
         self.version += 1
@@ -132,6 +136,8 @@ class RunHistory:
             self._add_step(ev)
         elif isinstance(ev, EpochDone):
             self._add_epoch(ev)
+        elif isinstance(ev, KernelSnapshot):
+            self._add_kernels(ev)
         elif isinstance(ev, RunStarted):
             if ev.resumed:
                 self._forget_after(ev.step)
@@ -199,6 +205,17 @@ class RunHistory:
         self.last_epoch = ev
         self._previous_step_time = None
 
+    def _add_kernels(self, ev: KernelSnapshot) -> None:
+        k = self.kernels
+        k["step"].append(ev.step)
+        k["time"].append(ev.time)
+        k["structure"].append(ev.structure_all)
+        for tower in (0, 1):  # a one-tower network fills tower 0 only
+            structure = ev.structure[tower] if ev.structure is not None and tower < len(ev.structure) else None
+            colour = ev.colour_specificity[tower] if tower < len(ev.colour_specificity) else None
+            k[f"structure_{tower}"].append(structure)
+            k[f"colour_{tower}"].append(colour)
+
     def _forget_after(self, step: int) -> None:
         """A resumed run repeats the steps after its checkpoint: keep only what led up to it."""
         keep = int(np.searchsorted(self.steps["step"].values, step, side="right"))
@@ -207,6 +224,10 @@ class RunHistory:
         keep_epochs = int(np.searchsorted(self.epochs["step"].values, step, side="right"))
         for c in self.epochs.values():
             c.truncate(keep_epochs)
+        # side="left": the resumed run measures the checkpoint's kernels again at `step`
+        keep_kernels = int(np.searchsorted(self.kernels["step"].values, step, side="left"))
+        for c in self.kernels.values():
+            c.truncate(keep_kernels)
         self.lr_drops = [d for d in self.lr_drops if d.step <= step]
         self._reset_smoothing()
         for name, key in (("loss", "loss"), ("top1", "top1"), ("top5", "top5"), ("ips", "ips")):
@@ -232,6 +253,10 @@ class RunHistory:
 
     def epoch_column(self, name: str) -> np.ndarray:
         return self.epochs[name].values
+
+    def kernel_column(self, name: str) -> np.ndarray:
+        """A KERNEL_COLUMNS series: conv1's scores at each kernel snapshot (the structure curve)."""
+        return self.kernels[name].values
 
     @property
     def seconds_per_step(self) -> float | None:

@@ -33,6 +33,7 @@ from alexgui.engine.events import (
     Event,
     Failed,
     Finished,
+    KernelSnapshot,
     LrDropped,
     Paused,
     PreflightReport,
@@ -43,6 +44,7 @@ from alexgui.engine.events import (
     Stopped,
 )
 from alexgui.engine.model.base import CONV_LAYERS
+from alexgui.engine.model.kernel_scores import kernel_snapshot
 from alexgui.engine.model.placement import take_tower_stats
 from alexgui.engine.store.atomic import atomic_write_text
 from alexgui.engine.store.checkpoint import save_checkpoint
@@ -68,7 +70,7 @@ from alexgui.engine.training.distributed import (
 from alexgui.engine.training.distributed import steps_per_epoch as epoch_steps
 from alexgui.engine.training.evaluation import hit_rates, validate
 from alexgui.engine.training.memory import reusing_freed_memory
-from alexgui.engine.training.precision import autocast, memory_format
+from alexgui.engine.training.precision import autocast, memory_format, precision_note
 from alexgui.engine.training.setup import preflight, prepare_data, trainable, training_preprocess
 from alexgui.errors import AlexguiError, Cancelled
 
@@ -215,6 +217,8 @@ class _Trainer:
 
     def _device_label(self) -> str:
         label = describe_devices(self.devices)
+        if note := precision_note(self.device, self.cfg.train.bf16):  # bf16, or why --bf16 is not used here
+            label += f" ({note})"
         if self.dist.active:
             label += f" (rank 0 of {self.dist.world_size} processes)"
         return label
@@ -238,7 +242,7 @@ class _Trainer:
         max_steps = cfg.train.max_steps
         last_checkpoint_time = time.monotonic()
         pin = device.type == "cuda"
-        self._send_kernels()
+        yield self._snapshot_kernels()
         last_snapshot_time = time.monotonic()
 
         while self.epoch < cfg.train.epochs:
@@ -300,8 +304,8 @@ class _Trainer:
                             cross_bytes=cross_bytes,
                         )
                     )
-                if control.on_kernels is not None and now - last_snapshot_time >= control.snapshot_seconds:
-                    self._send_kernels()
+                if now - last_snapshot_time >= control.snapshot_seconds:  # logged even with no one watching
+                    yield self._snapshot_kernels()
                     last_snapshot_time = now
                 if max_steps and self.step >= max_steps:
                     path = self._save("last")
@@ -378,7 +382,7 @@ class _Trainer:
                 ten_crop=cfg.data.ten_crop_eval,
             )
         )
-        new_lr = self.schedule.update(val_top1)
+        new_lr = self.schedule.update(val_top1, len(data.val))  # the count sizes its noise guard
         if new_lr is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = new_lr
@@ -388,8 +392,7 @@ class _Trainer:
                     self.epoch,
                     old_lr=lr,
                     new_lr=new_lr,
-                    reason=f"val top-1 error has not improved for {self.schedule.patience} epochs "
-                    f"(drop {self.schedule.drops} of {self.schedule.max_drops})",
+                    reason=self.schedule.drop_reason(),
                 )
             )
         self.at.next_epoch()
@@ -410,9 +413,13 @@ class _Trainer:
             self.last_saved = str(path)
         return str(path)
 
-    def _send_kernels(self) -> None:
-        if self.control.on_kernels is None:
-            return
+    def _snapshot_kernels(self) -> KernelSnapshot:
+        """conv1's scores for the log; every layer's kernels copied for on_kernels when someone watches."""
+        layers = CONV_LAYERS if self.control.on_kernels is not None else ("conv1",)
         with torch.no_grad():
-            kernels = {name: self.model.kernels(name).detach().float().cpu().clone() for name in CONV_LAYERS}
-        self.control.on_kernels(kernels)
+            kernels = {name: self.model.kernels(name).detach().float().cpu().clone() for name in layers}
+        event = kernel_snapshot(self.step, self.epoch, kernels["conv1"], self.model.kernel_towers("conv1"))
+        if self.control.on_kernels is not None:
+            self.control.on_kernels(kernels)
+        self.emit(event)
+        return event

@@ -1,7 +1,7 @@
 """A run's events in words: the one description that the app's log and `alexgui train` both print.
 
 describe_event(event) gives (level, text) lines for the events worth reading; steps and progress
-ticks give none (the app draws them, the terminal shows them in its live bar). Levels: info, good,
+ticks and kernel snapshots give none (the app draws them, the terminal shows them in its live bar). Levels: info, good,
 warn, error, muted (the app colours them; the terminal ignores them).
 """
 
@@ -14,6 +14,7 @@ from alexgui.engine.events import (
     Event,
     Failed,
     Finished,
+    KernelSnapshot,
     LrDropped,
     Paused,
     PreflightReport,
@@ -35,7 +36,7 @@ def percent(x: float | None) -> str:
 
 def describe_event(ev: Event, epochs: int | None = None) -> list[Line]:
     """(level, text) lines for an event worth reading; `epochs`, when known, numbers epochs "3 of 90"."""
-    if isinstance(ev, (StepDone, Progress)):
+    if isinstance(ev, (StepDone, Progress, KernelSnapshot)):  # kernel scores: shown beside the kernels
         return []
     if isinstance(ev, RunStarted):
         verb = f"Resumed from step {ev.step}" if ev.resumed else "Started"

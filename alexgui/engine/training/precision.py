@@ -1,14 +1,54 @@
-"""Arithmetic settings shared by training and evaluation: bf16 autocast and the channels-last layout."""
+"""Arithmetic settings shared by training and evaluation: bf16 autocast and the channels-last layout.
+
+bf16 autocast runs on CUDA, and on CPUs with bf16 instructions: x86's AVX512-BF16 or AMX-BF16, or ARM's
+BF16 extension (torch.cpu.get_capabilities()). Elsewhere (a CPU without them, Apple's mps) `--bf16`
+trains in fp32, and the run's start says so in one line (`precision_note`): not refused, because a
+setting or a preset that asks for bf16 should run on every machine, and on a CPU without the
+instructions bf16 is emulated, which is slower than fp32 and gains nothing. Weights, gradients and the
+optimizer stay fp32 in every case; autocast only computes the convolutions and matrix products in bf16.
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
 
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (asked once; torch's own CPU feature query)."""
+    query = getattr(torch.cpu, "get_capabilities", None)
+    if query is None:  # an older torch than the tested one: assume not, fp32 is always right
+        return False
+    caps = query()
+    # x86: avx512_bf16 (Cooper Lake, Zen 4 and later) or AMX (Sapphire Rapids and later); ARM: bf16.
+    return any(bool(caps.get(name, False)) for name in ("avx512_bf16", "amx_bf16", "bf16"))
+
+
+def bf16_active(device: torch.device, bf16: bool) -> bool:
+    """Whether asking for bf16 on `device` gets bf16 autocast."""
+    if not bf16:
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+def precision_note(device: torch.device, bf16: bool) -> str:
+    """The run's arithmetic, for its first line: '' for plain fp32, else what bf16 turned into."""
+    if not bf16:
+        return ""
+    if bf16_active(device, bf16):
+        return "bf16 autocast"
+    if device.type == "cpu":
+        return "fp32: this CPU has no bf16 instructions, so --bf16 is not used"
+    return f"fp32: bf16 autocast is not used on {device.type}"
+
+
 def autocast(device: torch.device, bf16: bool) -> Any:
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16_active(device, bf16))
 
 
 def memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -101,7 +101,11 @@ def trainable(
         PlateauSchedule.from_state(checkpoint.meta["schedule"])
         if checkpoint is not None
         else PlateauSchedule(
-            lr=cfg.train.lr, factor=cfg.train.lr_factor, patience=cfg.train.lr_patience, max_drops=cfg.train.lr_max_drops
+            lr=cfg.train.lr,
+            factor=cfg.train.lr_factor,
+            patience=cfg.train.lr_patience,
+            max_drops=cfg.train.lr_max_drops,
+            resolution=cfg.train.lr_resolution,
         )
     )
     optimizer = torch.optim.SGD(

@@ -1,11 +1,13 @@
-"""Learned kernels and activations as images, and the colour-specificity score of Figure 3.
+"""Learned kernels and activations as images, and the two scores of Figure 3's kernels.
 
 Qt-free: everything here takes and returns numpy arrays, so the GUI, the CLI and tests share it.
 
 Figure 3 of the paper shows conv1's 96 kernels with tower 0's 48 above tower 1's 48: tower 0's are
 "largely colour-agnostic", tower 1's "largely colour-specific". `colour_specificity` puts a number
-on that: the share of a kernel's energy that lies off the grey axis (R = G = B). A grey kernel scores
-0; a kernel whose channels sum to zero at every pixel (pure chroma) scores 1.
+on that: the share of a kernel's energy off the grey axis (R = G = B). `structure_scores` puts a
+number on the figure forming at all: about 0 for the white noise training starts from, above 0.8 for
+smooth edges and blobs. Both are defined in engine/model/kernel_scores.py (the training loop logs
+them with each kernel snapshot, and training sits below this package) and offered here with the tiles.
 """
 
 from __future__ import annotations
@@ -15,6 +17,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alexgui.engine.model.kernel_scores import (
+    as_numpy,
+    colour_specificity,
+    structure_score,
+    structure_scores,
+    tower_specificity,
+    tower_structure,
+)
+
+# The scores are part of this module's interface (the Filters panel, the experiments read them here).
+__all__ = [
+    "GridLayout",
+    "activation_tiles",
+    "channel_tiles",
+    "colour_specificity",
+    "diverging",
+    "grid_layout",
+    "render_grid",
+    "rgb_kernel_tiles",
+    "structure_score",
+    "structure_scores",
+    "tower_specificity",
+    "tower_structure",
+]
+
 # Tiles are scaled symmetrically around zero so a zero weight is mid grey and colour keeps its sign:
 # positive red weight shows red, negative red weight shows cyan (as in the paper's figure).
 _EPS = 1e-12
@@ -22,10 +49,7 @@ _EPS = 1e-12
 
 def _as_numpy(weights: object) -> np.ndarray:
     """Accept a numpy array or a torch tensor (without importing torch here)."""
-    if hasattr(weights, "detach"):
-        weights = weights.detach().to("cpu").float().numpy()
-    arr = np.asarray(weights, dtype=np.float32)
-    return arr
+    return as_numpy(weights)
 
 
 def rgb_kernel_tiles(weights: object, common_scale: bool = False) -> np.ndarray:
@@ -84,31 +108,6 @@ def activation_tiles(maps: object, common_scale: bool = False) -> np.ndarray:
         lo = a.reshape(a.shape[0], -1).min(axis=1).reshape(-1, 1, 1)
         hi = a.reshape(a.shape[0], -1).max(axis=1).reshape(-1, 1, 1)
     return _to_u8((a - lo) / np.maximum(hi - lo, _EPS))
-
-
-def colour_specificity(weights: object) -> np.ndarray:
-    """Per RGB kernel (N, 3, k, k): the fraction of its energy off the grey axis, in [0, 1].
-
-    Each pixel's (r, g, b) splits into its grey part (the channel mean, repeated) and the rest (the
-    chroma); the score is ||chroma||^2 / ||kernel||^2 over the whole kernel. It does not depend on
-    the kernel's overall scale, so it can be compared across training steps.
-    """
-    w = _as_numpy(weights).astype(np.float64)
-    if w.ndim != 4 or w.shape[1] != 3:
-        raise ValueError(f"expected RGB kernels (N, 3, k, k), got shape {w.shape}")
-    chroma = w - w.mean(axis=1, keepdims=True)
-    total = (w**2).reshape(w.shape[0], -1).sum(axis=1)
-    off_grey = (chroma**2).reshape(w.shape[0], -1).sum(axis=1)
-    return (off_grey / np.maximum(total, _EPS)).astype(np.float32)
-
-
-def tower_specificity(weights: object, towers: Sequence[int]) -> dict[int, float]:
-    """Mean colour specificity of each tower's kernels: {tower: score}."""
-    scores = colour_specificity(weights)
-    towers_arr = np.asarray(towers)
-    if towers_arr.shape != scores.shape:
-        raise ValueError(f"{len(towers_arr)} tower labels for {len(scores)} kernels")
-    return {int(t): float(scores[towers_arr == t].mean()) for t in np.unique(towers_arr)}
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The learned kernels (paper, Figure 3): conv1 as RGB tiles, tower 0's 48 above tower 1's 48.
 
-Each tower's heading carries its colour-specificity score (engine.filters), so the split the paper
-describes (tower 0 colour-agnostic, tower 1 colour-specific) can be watched as it emerges during
-training. Deeper layers (conv2..conv5) are shown one output kernel at a time, its input channels as
+Each tower's heading carries its colour-specificity and structure scores (engine/understand/kernels.py),
+so the split the paper describes (tower 0 colour-agnostic, tower 1 colour-specific) and the kernels
+turning from noise into edges and blobs can be watched as they emerge during training, each beside
+its value at the first snapshot. Deeper layers (conv2..conv5) are shown one output kernel at a time, its input channels as
 a grid on a blue-white-red scale.
 
 Live updates: `panel.kernel_feed()` returns a callable for TrainControl.on_kernels; the trainer calls
@@ -43,6 +44,12 @@ from alexgui.qt.tile_grid import TileGrid, TileViewer, numpy_to_qimage
 __all__ = ["FiltersPanel", "KernelFeed", "TileGrid", "TileViewer", "numpy_to_qimage"]
 
 TOWER_NAMES = {0: "Tower 0 (GPU 1)", 1: "Tower 1 (GPU 2)"}
+SCORES_TIP = (
+    "Colour specificity: the share of a kernel's energy off the grey axis (0 grey, 1 pure colour contrast), "
+    "the tower's mean.\nStructure: how alike neighbouring pixels are, after each colour channel's mean is "
+    "removed (0 white noise, as training starts; above 0.8 smooth edges and blobs as in Figure 3), the "
+    "tower's median."
+)
 
 class KernelFeed(QObject):
     """Callable from any thread (TrainControl.on_kernels); delivers to the GUI thread by signal."""
@@ -63,9 +70,11 @@ class FiltersPanel(QWidget):
         self._kernels: dict[str, np.ndarray] = {}
         self._towers: dict[str, list[int]] = {}
         self._first_scores: dict[int, float] | None = None
+        self._first_structure: dict[int, float] = {}
         self._first_kernels: dict[str, np.ndarray] = {}  # the first snapshot, for the change view
         self._drawn_for_width = -1  # the width the tiles were last sized for
-        self.scores: dict[int, float] = {}
+        self.scores: dict[int, float] = {}  # each tower's colour specificity
+        self.structure: dict[int, float] = {}  # each tower's structure score
         self.viewer = TileViewer(self)
         self._feed = KernelFeed(self)
         self._feed.snapshot.connect(self._on_snapshot)
@@ -113,6 +122,7 @@ class FiltersPanel(QWidget):
             heading = QLabel()
             heading.setTextFormat(Qt.TextFormat.RichText)
             heading.setWordWrap(True)  # the side dock is narrow at 1280x800
+            heading.setToolTip(SCORES_TIP)
             grid = TileGrid()
             grid.tileClicked.connect(self._make_click_handler(len(self.grids)))
             self.canvas_layout.addWidget(heading)
@@ -184,14 +194,17 @@ class FiltersPanel(QWidget):
                 self._towers[name] = [0] * (n // 2) + [1] * (n - n // 2) if arch == "paper" else [0] * n
         if reset_history:
             self._first_scores = None
+            self._first_structure = {}
             self._first_kernels = {}
         for name, arr in self._kernels.items():
             if name in kernels and (name not in self._first_kernels or self._first_kernels[name].shape != arr.shape):
                 self._first_kernels[name] = arr.copy()
         if "conv1" in kernels:
             self.scores = F.tower_specificity(self._kernels["conv1"], self._towers["conv1"])
+            self.structure = F.tower_structure(self._kernels["conv1"], self._towers["conv1"])
             if self._first_scores is None:
                 self._first_scores = dict(self.scores)
+                self._first_structure = dict(self.structure)
         self._on_layer_changed(self.layer_box.currentText())
 
     @Slot(object)
@@ -234,6 +247,7 @@ class FiltersPanel(QWidget):
     def _draw_rgb(self, weights: np.ndarray, towers: list[int]) -> None:
         tiles = F.rgb_kernel_tiles(weights, common_scale=self.common_scale.isChecked())
         scores = F.colour_specificity(weights)
+        structure = F.structure_scores(weights)
         tile_px = self._fit_tile(3 * weights.shape[-1], cols=16)
         tower_ids = sorted(set(towers))
         for slot, (heading, grid) in enumerate(zip(self.headings, self.grids)):
@@ -246,11 +260,13 @@ class FiltersPanel(QWidget):
             members = [i for i, t in enumerate(towers) if t == tower]
             self.grid_indices[slot] = members
             score = self.scores.get(tower, float(scores[members].mean()))
-            heading.setText(self._heading(tower, len(members), score, single=len(tower_ids) == 1))
+            smooth = self.structure.get(tower, float(np.median(structure[members])))
+            heading.setText(self._heading(tower, len(members), score, smooth, single=len(tower_ids) == 1))
 
             def tip(j: int, x: float, y: float, members: list[int] = members, tower: int = tower) -> str:
                 i = members[j]
-                return f"conv1 kernel {i} · tower {tower} · colour specificity {scores[i]:.2f}"
+                return (f"conv1 kernel {i} · tower {tower} · colour specificity {scores[i]:.2f} · "
+                        f"structure {structure[i]:.2f}")
 
             grid.set_tiles(tiles[members], tile_px, cols=16, tooltip=tip)
 
@@ -267,16 +283,14 @@ class FiltersPanel(QWidget):
         if self._tile_columns_width() != self._drawn_for_width:  # the tile size is all a width changes
             self.refresh()
 
-    def _heading(self, tower: int, count: int, score: float, single: bool) -> str:
+    def _heading(self, tower: int, count: int, score: float, structure: float, single: bool) -> str:
+        """Name and count, then one line per score, so each stays whole in a 380-px dock."""
         name = "All kernels (one tower)" if single else TOWER_NAMES.get(tower, f"Tower {tower}")
-        change = ""
-        if self._first_scores is not None and tower in self._first_scores:
-            first = self._first_scores[tower]
-            if abs(first - score) > 1e-4:
-                change = f" <span style='color:#888'>(first snapshot {first:.2f})</span>"
         view = " · <i>change since start</i>" if self.show_change.isChecked() else ""
-        return (f"<b>{name}</b> · {count} kernels · colour specificity "
-                f"<b>{score:.2f}</b>{change}{view}")
+        colour = _first_snapshot((self._first_scores or {}).get(tower), score)
+        smooth = _first_snapshot(self._first_structure.get(tower), structure)
+        return (f"<b>{name}</b> · {count} kernels{view}<br>colour specificity <b>{_score(score)}</b>{colour}"
+                f"<br>structure <b>{_score(structure)}</b>{smooth}")
 
     def _draw_channels(self, layer: str, weights: np.ndarray, towers: list[int]) -> None:
         kernel = min(self.kernel_spin.value(), weights.shape[0] - 1)
@@ -313,7 +327,9 @@ class FiltersPanel(QWidget):
         if layer == "conv1":
             tile = F.rgb_kernel_tiles(weights, common)[i]
             score = float(F.colour_specificity(weights[i : i + 1])[0])
-            caption = f"conv1 kernel {i} of {weights.shape[0]} · tower {self._towers[layer][i]} · colour specificity {score:.2f}"
+            smooth = float(F.structure_scores(weights[i : i + 1])[0])
+            caption = (f"conv1 kernel {i} of {weights.shape[0]} · tower {self._towers[layer][i]} · "
+                       f"colour specificity {score:.2f} · structure {smooth:.2f}")
         else:
             kernel = self.kernel_spin.value()
             tile = F.channel_tiles(weights, kernel, common)[i]
@@ -352,3 +368,16 @@ class FiltersPanel(QWidget):
             window.statusBar().showMessage(message, 8000)
         self.saved.emit(str(path))
         return True
+
+
+def _first_snapshot(first: float | None, now: float) -> str:
+    """" (first snapshot 0.66)" after a score that has moved since then; nothing while it has not."""
+    if first is None or abs(first - now) <= 1e-4:
+        return ""
+    return f" <span style='color:#888'>(first snapshot {_score(first)})</span>"
+
+
+def _score(value: float) -> str:
+    """Two decimals, and "0.00" for noise's -0.004 (structure can dip just below zero; "-0.00" reads as a glitch)."""
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text

@@ -1,0 +1,234 @@
+"""Figure 3 forming: the conv1 structure score against wall-clock time for the app's first-launch training.
+
+Trains exactly what a new user gets by pressing Start (TrainSettingsForm.first_launch_config(): the
+demo data and the quick demo preset), headless on this machine (the CPU unless --device says
+otherwise), for --minutes of wall-clock time from the moment "Start" is pressed, data preparation
+included. The training loop logs a KernelSnapshot every --sample-seconds (conv1's structure score,
+engine/model/kernel_scores.py: about 0 for the N(0, 0.01) noise training starts from, 0.6 to 0.9
+for smooth edges and colour blobs); this records them with the time they were taken and the latest
+validation error, so speed-ups of Figure 3 can be weighed against accuracy at the same time.
+
+Writes, into --out (benchmarks/results/ by default): structure-vs-time.csv, structure-vs-time.png
+(matplotlib, Agg) and structure-vs-time.md (settings, machine, when the score first reached the
+issue's 0.5, and the final figures). The run folder itself is temporary and deleted.
+
+Usage: python -m benchmarks.bench_structure [--minutes 5] [--sample-seconds 10] [--device cpu] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # only the form's settings are read, no window
+
+from alexgui.engine.training.memory import share_one_heap
+
+share_one_heap()  # as `alexgui` does at start, before torch starts a thread
+
+from alexgui.config import RunConfig  # noqa: E402
+from alexgui.engine.events import EpochDone, Event, Failed, KernelSnapshot, RunStarted, StepDone  # noqa: E402
+from alexgui.engine.store.rundir import RunDir  # noqa: E402
+from alexgui.engine.training.control import TrainControl  # noqa: E402
+from alexgui.engine.training.loop import train  # noqa: E402
+from alexgui.qt.panels.monitor import TrainSettingsForm  # noqa: E402
+from benchmarks.machine import describe_cpu  # noqa: E402
+
+TARGET = 0.5  # issue 13: structure >= 0.5 within 5 minutes of pressing Start
+TARGET_MINUTES = 5.0
+NAME = "structure-vs-time"
+COLUMNS = ("seconds", "train_seconds", "step", "epoch", "structure", "structure_tower0", "structure_tower1",
+           "colour_tower0", "colour_tower1", "val_top1_err")
+
+
+@dataclass
+class Sample:
+    seconds: float  # since Start
+    train_seconds: float | None  # since the first step could start (RunStarted): data preparation left out
+    snapshot: KernelSnapshot
+    val_top1_err: float | None  # the latest validation error known then (None before the first epoch's end)
+
+    def row(self) -> list[str]:
+        s = self.snapshot
+        towers = [_tower(s.structure, 0), _tower(s.structure, 1), _tower(s.colour_specificity, 0),
+                  _tower(s.colour_specificity, 1)]
+        values = [self.seconds, self.train_seconds, s.step, s.epoch, s.structure_all, *towers, self.val_top1_err]
+        # Empty cells where a figure is unknown (NaN or None), so a spreadsheet reads them as gaps.
+        return ["" if v is None or v != v else (f"{v:.4f}" if isinstance(v, float) else str(v)) for v in values]
+
+
+@dataclass
+class Outcome:
+    samples: list[Sample]
+    prep_seconds: float | None  # Start to RunStarted
+    steps: int
+    epochs: list[EpochDone]
+    failed: str | None
+
+
+def bench_config(args: argparse.Namespace) -> RunConfig:
+    cfg = TrainSettingsForm.first_launch_config()  # what Start trains on a first launch
+    if args.device:
+        cfg.train.device = args.device
+    return cfg  # checkpoints too as the app writes them: their time is part of what a user waits
+
+
+def run(cfg: RunConfig, minutes: float, sample_seconds: float, workdir: Path) -> Outcome:
+    """Train until `minutes` have passed since the call; every kernel snapshot with its time."""
+    control = TrainControl(snapshot_seconds=sample_seconds)
+    timer = threading.Timer(minutes * 60, control.stop.set)  # stop is honoured between steps
+    samples: list[Sample] = []
+    epochs: list[EpochDone] = []
+    started_at: float | None = None
+    steps, failed = 0, None
+    start = time.monotonic()
+    timer.start()
+    try:
+        rundir = RunDir.create(workdir / "run", cfg)
+        event: Event
+        for event in train(cfg, rundir, control):
+            now = time.monotonic() - start
+            if isinstance(event, RunStarted):
+                started_at = now
+            elif isinstance(event, StepDone):
+                steps = event.step
+            elif isinstance(event, EpochDone):
+                epochs.append(event)
+            elif isinstance(event, Failed):
+                failed = event.message
+            elif isinstance(event, KernelSnapshot):
+                val = epochs[-1].val_top1_err if epochs else None
+                since = None if started_at is None else now - started_at
+                samples.append(Sample(now, since, event, val))
+                print(f"  {now:6.1f} s  step {event.step:5d}  structure {event.structure_all:+.3f}  "
+                      f"towers {', '.join(f'{v:+.3f}' for v in event.structure or [])}", flush=True)
+    finally:
+        timer.cancel()
+    return Outcome(samples, started_at, steps, epochs, failed)
+
+
+def write_csv(samples: list[Sample], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        writer.writerows(sample.row() for sample in samples)
+
+
+def write_png(samples: list[Sample], path: Path, title: str, prep_seconds: float | None) -> None:
+    """The score over minutes since Start: all 96 kernels and each tower, with the issue's goal marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display, no Qt: a file only
+    import matplotlib.pyplot as plt
+
+    minutes = [s.seconds / 60 for s in samples]
+    nan = float("nan")
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
+    overall = [nan if s.snapshot.structure_all is None else s.snapshot.structure_all for s in samples]
+    ax.plot(minutes, overall, color="black", lw=2, marker=".", label="all 96 kernels (median)")
+    for tower, colour in ((0, "tab:blue"), (1, "tab:orange")):
+        values = [_tower(s.snapshot.structure, tower) for s in samples]
+        if any(v == v for v in values):  # NaN != NaN: a tower with no value at all is left out
+            ax.plot(minutes, values, color=colour, lw=1, label=f"tower {tower}")
+    ax.axhline(TARGET, color="tab:green", ls="--", lw=1, label=f"goal {TARGET} within {TARGET_MINUTES:g} min")
+    ax.axvline(TARGET_MINUTES, color="tab:green", ls=":", lw=1)
+    if prep_seconds is not None:  # before it the data was being prepared: no step yet
+        ax.axvline(prep_seconds / 60, color="grey", ls=":", lw=1, label="first step")
+    ax.set_xlim(0, max(TARGET_MINUTES, minutes[-1]) * 1.02)
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_xlabel("minutes since Start (data preparation included)")
+    ax.set_ylabel("conv1 structure score")
+    seen = [v for v in overall if v == v]
+    ax.set_ylim(min(-0.05, *seen), max(1.0, *(v + 0.05 for v in seen)))  # a score may pass 1 a little
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summary(cfg: RunConfig, outcome: Outcome, minutes: float) -> str:
+    samples = outcome.samples
+    t = cfg.train
+    lines = [
+        f"# conv1 structure score against wall-clock time ({minutes:g} min)",
+        "",
+        f"Machine: {describe_cpu()}; device {t.device}, bf16 {t.bf16}.",
+        f"Settings: the app's first launch (data {cfg.data.data}, batch {t.batch_size}, lr {t.lr:g}, "
+        f"momentum {t.momentum:g}, weight decay {t.weight_decay:g}, {t.epochs} epochs, crop {cfg.data.crop}).",
+        f"Data preparation (Start to the first step): {_seconds(outcome.prep_seconds)}; steps trained: {outcome.steps}.",
+    ]
+    if outcome.failed:
+        lines.append(f"The run failed: {outcome.failed}")
+    if samples:
+        reached = next((s for s in samples if (s.snapshot.structure_all or 0.0) >= TARGET), None)
+        best = max(samples, key=lambda s: s.snapshot.structure_all or -1.0)
+        last = samples[-1]
+        lines.append(f"Structure at the start {samples[0].snapshot.structure_all:.3f}, at the end "
+                     f"{last.snapshot.structure_all:.3f} (step {last.snapshot.step}, {last.seconds / 60:.1f} min), "
+                     f"best {best.snapshot.structure_all:.3f} at {best.seconds / 60:.1f} min.")
+        lines.append(f"Reached {TARGET}: " + (f"after {reached.seconds / 60:.1f} min (step {reached.snapshot.step})."
+                                              if reached else "no."))
+    if outcome.epochs:
+        e = outcome.epochs[-1]
+        lines.append(f"Last validation (epoch {e.epoch + 1}, step {e.step}): top-1 error "
+                     f"{_percent(e.val_top1_err)}, top-5 error {_percent(e.val_top5_err)}.")
+    return "\n".join(lines) + "\n"
+
+
+def _tower(values: list[float] | None, tower: int) -> float:
+    """One tower's score from a snapshot's list, NaN where the line has none (old logs, one-tower nets)."""
+    return values[tower] if values is not None and tower < len(values) else float("nan")
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} s"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--minutes", type=float, default=TARGET_MINUTES, help="wall-clock time from Start (default 5)")
+    parser.add_argument("--sample-seconds", type=float, default=10.0, help="time between kernel snapshots (default 10)")
+    parser.add_argument("--device", default="cpu", help="training device (default cpu; '' keeps the app's choice)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="folder for the CSV, PNG, MD")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0 or args.sample_seconds < 0:
+        parser.error("--minutes must be above 0 and --sample-seconds at least 0")
+
+    cfg = bench_config(args)
+    print(f"{describe_cpu()}; training the first-launch settings for {args.minutes:g} min "
+          f"(batch {cfg.train.batch_size}, lr {cfg.train.lr:g}, device {cfg.train.device}, bf16 {cfg.train.bf16})",
+          flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-structure-"))
+    try:
+        outcome = run(cfg, args.minutes, args.sample_seconds, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(outcome.samples, args.out / f"{NAME}.csv")
+    text = summary(cfg, outcome, args.minutes)
+    (args.out / f"{NAME}.md").write_text(text, encoding="utf-8")
+    if outcome.samples:
+        title = (f"First-launch demo training on {describe_cpu()}\n"
+                 f"device {cfg.train.device}, batch {cfg.train.batch_size}, lr {cfg.train.lr:g}, bf16 {cfg.train.bf16}")
+        write_png(outcome.samples, args.out / f"{NAME}.png", title, outcome.prep_seconds)
+    print(text)
+    print(f"Wrote {args.out / NAME}.csv, .md" + (", .png" if outcome.samples else " (no snapshot: no PNG)"))
+    return 1 if outcome.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
