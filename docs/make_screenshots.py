@@ -1,12 +1,12 @@
 """Make the screenshots in docs/ from the real app, on the built-in demo data.
 
-    alexgui train --data demo --out /tmp/demo-run --batch-size 32 --lr 0.001 --epochs 12 --max-steps 300
+    alexgui train --data demo --out /tmp/demo-run --max-steps 120   # the quick preset: about 5 minutes on 2 cores
     python docs/make_screenshots.py --run /tmp/demo-run
 
 The window opens that run (its whole history), continues training it live for a few steps, and is
 saved at 1280x800 and 1600x1000 with the filter grid beside the curves. Then the explorer panels are
-saved one by one with the run's checkpoint: the conv1 kernels as the change since the run's
-initialisation (rebuilt from its seed), classification of demo validation images (and a text file
+saved one by one with the run's checkpoint: the conv1 kernels (the run's initialisation, rebuilt from
+its seed, as the history's first snapshot), classification of demo validation images (and a text file
 dropped by mistake), retrieval among the validation images, and feature maps. Last, the Experiments
 window with the report shipped in docs/experiments/cpu-demo (its Curves and its Report tab).
 Runs offscreen when there is no display, on a 1600x1000 offscreen screen (Qt's default offscreen
@@ -189,12 +189,11 @@ def main() -> int:
     cfg = RunDir.open(run).config()
     torch.manual_seed(cfg.train.seed)
     initial = build_model(cfg.model)
+    initial.start_conv1_at(cfg.train.conv1_init_std)  # as training started it (engine/training/setup.py)
     explorer.filters.set_kernels({n: initial.kernels(n) for n in CONV_LAYERS}, reset_history=True)
     explorer.filters.set_model(explorer.classify.predictor.model)
-    explorer.filters.show_change.setChecked(True)
     explorer.docks["filters"].raise_()
     save(explorer.filters, "screenshot-filters.png")
-    explorer.filters.show_change.setChecked(False)
 
     demo = ensure_demo_dataset(cache_dir())
     val = sorted((demo / "val").iterdir())

@@ -34,6 +34,10 @@ _OVERRIDES: list[tuple[str, str, str, Any, str]] = [
     ("--lr", "train", "lr", float, "initial learning rate (paper: 0.01)"),
     ("--momentum", "train", "momentum", float, "SGD momentum (paper: 0.9)"),
     ("--weight-decay", "train", "weight_decay", float, "weight decay (paper: 0.0005)"),
+    ("--conv1-init-std", "train", "conv1_init_std", float,
+     "std of conv1's initial N(0, std) weights, paper network (paper: 0.01; quick preset: smaller)"),
+    ("--conv1-lr-scale", "train", "conv1_lr_scale", float,
+     "conv1's learning rate as a multiple of the other layers' (paper: 1; quick preset: larger)"),
     ("--lr-patience", "train", "lr_patience", int, "epochs without val improvement before lr/10 (default 3)"),
     ("--lr-resolution", "train", "lr_resolution", float,
      "on a small validation set, wait until a fall of this much val error per epoch could show through its "
@@ -195,7 +199,8 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
         _check_device_and_data(cfg, args.config)
         if implied and _first_process():  # said once every argument is known good: a refused command prints one error line
             print(f"alexgui train: the demo data with no --preset: the {QUICK.name} preset (batch {QUICK.batch_size}, "
-                  f"{QUICK.epochs} epochs, lr {QUICK.lr:g}; flags override it); --preset paper for the paper's recipe")
+                  f"{QUICK.epochs} epochs, lr {QUICK.lr:g}, conv1 initial std {QUICK.conv1_init_std:g}; flags override it); "
+                  "--preset paper for the paper's recipe")
         # Distributed: rank 0 creates the folder once the processes have met.
         return cfg, None if args.distributed else RunDir.create(args.out, cfg)
     # Every argument is checked against the run's settings, read without taking the run, before it is

@@ -110,6 +110,10 @@ class AlexNetBase(nn.Module):
         """The tower each output kernel of kernels(layer) belongs to (all 0 for a single tower)."""
         return [tower for tower, w in enumerate(self._conv_weights(layer)) for _ in range(w.shape[0])]
 
+    def start_conv1_at(self, std: float) -> None:
+        """Rescale a freshly initialised conv1 to N(0, std) weights where the network's initialisation is the
+        paper's N(0, INIT_WEIGHT_STD); a network with another initialisation (torchvision's) keeps it."""
+
     def _check_conv_layer(self, layer: str) -> None:
         if layer not in CONV_LAYERS:
             raise ValueError(f"{layer!r} is not a conv layer; kernels exist for {', '.join(CONV_LAYERS)}")

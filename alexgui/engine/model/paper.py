@@ -180,6 +180,16 @@ class PaperAlexNet(AlexNetBase):
                 weight.normal_(0.0, INIT_WEIGHT_STD)
                 bias.fill_(1.0 if name in LAYERS_WITH_BIAS_ONE else 0.0)
 
+    @torch.no_grad()
+    def start_conv1_at(self, std: float) -> None:
+        """conv1's weights as N(0, std) draws: the same draws as the paper's, scaled, so the RNG stream (and
+        every other layer) is what it would be; at the paper's std nothing is touched."""
+        if std != INIT_WEIGHT_STD:
+            for module in self.layer_modules("conv1"):
+                weight = module.weight
+                assert isinstance(weight, Tensor)
+                weight.mul_(std / INIT_WEIGHT_STD)
+
     def tower_pair(self) -> tuple[Tower, Tower]:
         """towers[0] and towers[1], typed: to mypy an nn.ModuleList holds plain Modules."""
         t0, t1 = self.towers

@@ -385,7 +385,7 @@ class _Trainer:
         new_lr = self.schedule.update(val_top1, len(data.val))  # the count sizes its noise guard
         if new_lr is not None:
             for group in self.optimizer.param_groups:
-                group["lr"] = new_lr
+                group["lr"] = new_lr * group["lr_scale"]  # conv1's own multiple kept (setup.sgd)
             yield self.emit(
                 LrDropped(
                     self.step,

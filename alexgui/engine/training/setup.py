@@ -86,6 +86,22 @@ def place(model: AlexNetBase, devices: list[torch.device], cfg: RunConfig) -> Al
     return model
 
 
+def sgd(model: AlexNetBase, cfg: RunConfig, lr: float) -> torch.optim.SGD:
+    """The paper's SGD over every parameter. conv1 (weights and biases) gets a group of its own at
+    conv1_lr_scale times the rate when that is not 1; every group carries its "lr_scale", which the
+    schedule's drops multiply (loop.py). The momentum buffers follow model.parameters(), not the groups,
+    so checkpoints are the same either way."""
+    scale = cfg.train.conv1_lr_scale
+    conv1 = [p for module in model.layer_modules("conv1") for p in module.parameters()]
+    if scale == 1.0 or not conv1:
+        groups = [{"params": list(model.parameters()), "lr": lr, "lr_scale": 1.0}]
+    else:
+        ids = {id(p) for p in conv1}
+        rest = [p for p in model.parameters() if id(p) not in ids]
+        groups = [{"params": conv1, "lr": lr * scale, "lr_scale": scale}, {"params": rest, "lr": lr, "lr_scale": 1.0}]
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
+
+
 def trainable(
     cfg: RunConfig, checkpoint: Checkpoint | None, devices: list[torch.device], dist: DistContext
 ) -> tuple[AlexNetBase, torch.nn.Module, PlateauSchedule, torch.optim.SGD]:
@@ -96,6 +112,8 @@ def trainable(
     model = build_model(cfg.model)
     if checkpoint is not None:
         load_weights(checkpoint, model)
+    else:
+        model.start_conv1_at(cfg.train.conv1_init_std)
     model = place(model, devices, cfg)
     schedule = (
         PlateauSchedule.from_state(checkpoint.meta["schedule"])
@@ -108,9 +126,7 @@ def trainable(
             resolution=cfg.train.lr_resolution,
         )
     )
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=schedule.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay
-    )
+    optimizer = sgd(model, cfg, schedule.lr)
     if checkpoint is not None:
         restore_momentum(checkpoint, model, optimizer)
     return model, wrap_model(model, dist, devices), schedule, optimizer

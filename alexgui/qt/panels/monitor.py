@@ -137,6 +137,18 @@ class TrainSettingsForm(QWidget):
         )
         self.momentum = _double(0.0, 0.999, 3, 0.05, "SGD momentum (paper: 0.9)")
         self.weight_decay = _double(0.0, 0.1, 5, 0.0001, "L2 weight decay (paper: 0.0005)")
+        self.conv1_init_std = _double(
+            0.000001, 0.1, 6, 0.00001,
+            "Standard deviation of conv1's initial N(0, σ) weights (paper: 0.01, as every layer). The quick "
+            "demo starts conv1 a thousand times smaller, so the kernels' structure shows within a minute "
+            "instead of drowning in the initial noise. Paper network only; torchvision's keeps PyTorch's init",
+        )
+        self.conv1_lr_scale = _double(
+            0.01, 1000.0, 2, 1.0,
+            "conv1's learning rate as a multiple of every other layer's (paper: 1, one rate for all layers). "
+            "The quick demo's conv1 starts small and learns 10 times faster, so that its kernels carry the "
+            "image's signal as soon as the paper's would",
+        )
         self.device = device_box(devices)
         self.device.setToolTip("Where to train: the CPU, one GPU, or with two GPUs one tower on each (as in the paper)")
         recipe.addRow("Epochs", self.epochs)
@@ -144,6 +156,8 @@ class TrainSettingsForm(QWidget):
         recipe.addRow("Learning rate", self.lr)
         recipe.addRow("Momentum", self.momentum)
         recipe.addRow("Weight decay", self.weight_decay)
+        recipe.addRow("conv1 initial σ", self.conv1_init_std)
+        recipe.addRow("conv1 rate ×", self.conv1_lr_scale)
         recipe.addRow("Device", self.device)
 
         # Model and the paper's ablations
@@ -183,7 +197,7 @@ class TrainSettingsForm(QWidget):
         # preset's name must never stay on values that are no longer the preset's.
         for spin in self.recipe_fields():
             spin.valueChanged.connect(self._sync_preset)
-        for w in (self.lr, self.momentum, self.weight_decay, self.epochs, self.batch_size):
+        for w in self.recipe_fields():
             w.valueChanged.connect(self.changed)
         for c in (self.device, self.arch, self.activation):
             c.currentIndexChanged.connect(self.changed)
@@ -220,6 +234,8 @@ class TrainSettingsForm(QWidget):
         self.lr.setValue(t.lr)
         self.momentum.setValue(t.momentum)
         self.weight_decay.setValue(t.weight_decay)
+        self.conv1_init_std.setValue(t.conv1_init_std)
+        self.conv1_lr_scale.setValue(t.conv1_lr_scale)
         select_device(self.device, t.device)  # a GPU that is gone: the best device there is
         self.arch.setCurrentIndex(max(self.arch.findData(m.arch), 0))
         self.activation.setCurrentIndex(max(self.activation.findData(m.activation), 0))
@@ -241,6 +257,8 @@ class TrainSettingsForm(QWidget):
         cfg.train.lr = self.lr.value()
         cfg.train.momentum = self.momentum.value()
         cfg.train.weight_decay = self.weight_decay.value()
+        cfg.train.conv1_init_std = self.conv1_init_std.value()
+        cfg.train.conv1_lr_scale = self.conv1_lr_scale.value()
         cfg.train.device = str(self.device.currentData())
         cfg.model.arch = self.arch.currentData()
         cfg.model.activation = self.activation.currentData()
@@ -294,7 +312,8 @@ class TrainSettingsForm(QWidget):
 
     def recipe_fields(self) -> tuple[QSpinBox | QDoubleSpinBox, ...]:
         """The fields a preset sets, in the order of Preset.values()."""
-        return self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay
+        return (self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.conv1_init_std,
+                self.conv1_lr_scale)
 
     def _on_preset_changed(self, index: int) -> None:
         name = self.preset.itemData(index)
@@ -318,7 +337,7 @@ class TrainSettingsForm(QWidget):
 
     def _sync_arch(self) -> None:
         paper = self.arch.currentData() == "paper"
-        for box in (self.lrn, self.pca_noise):
+        for box in (self.lrn, self.pca_noise, self.conv1_init_std):
             box.setEnabled(paper)
         if not paper:
             self.lrn.setToolTip("torchvision's AlexNet has no LRN")
