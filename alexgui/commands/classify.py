@@ -15,9 +15,13 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from alexgui.commands.arguments import inference_device, int_in_range
 from alexgui.config import RANGES
+
+if TYPE_CHECKING:
+    from alexgui.engine.inference.predict import Predictor
 
 # More classes than any model may have (config's limit) would only repeat the whole list.
 MAX_TOP = int(RANGES[("model", "num_classes")].high)
@@ -31,13 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="classes to report per image (default 5)")
     p.add_argument("--ten-crop", action="store_true", help="average over the paper's 10 test crops")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="torch (default), or onnx: ONNX Runtime on an .onnx file, or on any other model "
-                   "exported on the fly (cached); TensorRT, then CUDA, then the CPU")
-    p.add_argument("--device", default=None,
-                   help="torch: auto (default: CUDA, else Apple's mps, else the CPU), cpu, cuda, cuda:N or mps; "
-                   "onnx: auto (default), cpu, cuda[:N], tensorrt[:N]")
-    p.add_argument("--download", action="store_true", help="download torchvision's weights when missing")
+    add_model_arguments(p)
 
 
 def stderr_progress(label: str, scale: float = 1.0, unit: str = "") -> Callable[[int, int], None]:
@@ -56,30 +54,44 @@ def stderr_progress(label: str, scale: float = 1.0, unit: str = "") -> Callable[
     return show
 
 
-def run(args: argparse.Namespace) -> int:
-    from alexgui.engine.data.walk import display_path
-    from alexgui.engine.inference.predict import (
-        Predictor,
-        PredictorError,
-        classify_files,
-        expand_inputs,
-    )
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--backend, --device and --download, as classify and evaluate take them (see open_predictor)."""
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="torch (default), or onnx: ONNX Runtime on an .onnx file, or on any other model "
+                   "exported on the fly (cached); TensorRT, then CUDA, then the CPU")
+    p.add_argument("--device", default=None,
+                   help="torch: auto (default: CUDA, else Apple's mps, else the CPU), cpu, cuda, cuda:N or mps; "
+                   "onnx: auto (default), cpu, cuda[:N], tensorrt[:N]")
+    p.add_argument("--download", action="store_true", help="download torchvision's weights when missing")
+
+
+def open_predictor(args: argparse.Namespace, command: str) -> Predictor | None:
+    """The model `args.model` names on the backend and device asked for; None (the reason printed on
+    stderr, one line) when it cannot be loaded."""
+    from alexgui.engine.inference.predict import PredictorError
     from alexgui.engine.inference.sources import load_predictor
 
     onnx = args.backend == "onnx" or str(args.model).lower().endswith(".onnx")
     device = inference_device(args.device, onnx)  # before any loading: the vocabulary depends on the backend
-    predictor: Predictor
     try:
         if onnx:
             from alexgui.engine.inference.onnx_cache import load_onnx_backend
 
-            predictor = load_onnx_backend(args.model, device=device,
-                                          progress=lambda text: print(text, file=sys.stderr, flush=True))
-        else:
-            predictor = load_predictor(args.model, device=device, allow_download=args.download,
-                                       progress=stderr_progress("download", scale=1e6, unit="MB") if args.download else None)
+            return load_onnx_backend(args.model, device=device,
+                                     progress=lambda text: print(text, file=sys.stderr, flush=True))
+        return load_predictor(args.model, device=device, allow_download=args.download,
+                              progress=stderr_progress("download", scale=1e6, unit="MB") if args.download else None)
     except PredictorError as e:
-        print(f"alexgui classify: {e}", file=sys.stderr)
+        print(f"alexgui {command}: {e}", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexgui.engine.data.walk import display_path
+    from alexgui.engine.inference.predict import classify_files, expand_inputs
+
+    predictor = open_predictor(args, "classify")
+    if predictor is None:
         return 2
     described = predictor.describe()
     backend = {"backend": described.get("backend", "torch"), "provider": described.get("provider")}

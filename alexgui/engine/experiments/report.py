@@ -7,7 +7,6 @@ imported only when a report is written. Every file is written atomically.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from alexgui.engine.store.atomic import atomic_write_bytes, atomic_write_text
+from alexgui.engine.understand.figures import agg_figure, png_bytes, png_of_image
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -34,7 +34,7 @@ def write_report(out: str | Path, report: dict[str, Any], images: dict[str, np.n
         atomic_write_bytes(out / name, png)
         plots.append(name)
     for name, image in (images or {}).items():
-        atomic_write_bytes(out / name, _png_of_image(image))
+        atomic_write_bytes(out / name, png_of_image(image))
         plots.append(name)
     report["plots"] = plots
     written.extend(out / name for name in plots)
@@ -143,18 +143,7 @@ def _plots(report: dict[str, Any]) -> dict[str, bytes]:
 
 
 def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)  # attaches itself as fig.canvas: PNG through Agg, no pyplot, no GUI
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return agg_figure(width, height, DPI)
 
 
 def _curves_png(report: dict[str, Any]) -> bytes:
@@ -184,7 +173,7 @@ def _curves_png(report: dict[str, Any]) -> bytes:
         ax.legend(fontsize=8)
     if not any(len(s["x"]) for s in curves["series"]):
         ax.text(0.5, 0.5, "nothing logged yet", transform=ax.transAxes, ha="center", va="center", color="#888888")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _bars_png(bars: dict[str, Any]) -> bytes:
@@ -214,7 +203,7 @@ def _bars_png(bars: dict[str, Any]) -> bytes:
     ax.grid(axis="y", alpha=0.3)
     if labelled:
         ax.legend(fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _speedup_png(result: dict[str, Any]) -> bytes:
@@ -240,15 +229,7 @@ def _speedup_png(result: dict[str, Any]) -> bytes:
     ax.set_title(f"ReLU speed-up at {percent(result['target_error'])} training error", fontsize=9)
     ax.axhline(1.0, color="#555555", linewidth=0.8, linestyle=":")
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
-
-
-def _png_of_image(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def _device_text(settings: dict) -> str:
