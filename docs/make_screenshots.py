@@ -7,8 +7,9 @@ The window opens that run (its whole history), continues training it live for a 
 saved at 1280x800 and 1600x1000 with the filter grid beside the curves. Then the explorer panels are
 saved one by one with the run's checkpoint: the conv1 kernels (the run's initialisation, rebuilt from
 its seed, as the history's first snapshot), classification of demo validation images (and a text file
-dropped by mistake), retrieval among the validation images, and feature maps. Last, the Experiments
-window with the report shipped in docs/experiments/cpu-demo (its Curves and its Report tab).
+dropped by mistake), retrieval among the validation images, and feature maps. Then the Experiments
+window with the report shipped in docs/experiments/cpu-demo (its Curves and its Report tab), and last
+the Evaluation window on the run's validation images, its most confused cell open.
 Runs offscreen when there is no display, on a 1600x1000 offscreen screen (Qt's default offscreen
 screen is 800x600, and the window keeps itself inside its screen).
 
@@ -128,6 +129,21 @@ def experiments_shot(explorer, work: Path, name: str) -> None:  # type: ignore[n
     save(explorer.experiments_window, name.replace(".png", "-report.png"))
 
 
+def evaluation_shot(explorer, run: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The Evaluation window after "Evaluate this run": the run's validation images, one confusion cell open."""
+    explorer.evaluate_run(run)
+    panel = explorer.evaluation
+    wait(lambda: panel.report is not None and not panel.is_busy(), 900, "the evaluation")
+    matrix = panel.confusion.matrix.copy()
+    for i in range(len(matrix)):
+        matrix[i, i] = -1
+    row, col = divmod(int(matrix.argmax()), len(matrix))  # the most confused pair of classes
+    panel.show_cell(row, col)
+    panel.confusion.selected = (row, col)
+    panel.confusion.update()
+    save(explorer.evaluation_window, name)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, help="a demo run trained with alexgui train (see above)")
@@ -220,6 +236,7 @@ def main() -> int:
     save(explorer.retrieval, "screenshot-retrieval.png")
 
     experiments_shot(explorer, work, "screenshot-experiments.png")
+    evaluation_shot(explorer, run, "screenshot-evaluation.png")
 
     explorer.shutdown()
     window.close()

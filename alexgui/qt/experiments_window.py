@@ -1,4 +1,4 @@
-"""The Experiments panel in a window of its own (Train > Experiments…).
+"""Panels in windows of their own: the Experiments panel (Train > Experiments…), the Evaluation panel.
 
 Its form, curves and report need more room than a side dock has beside the training curves at
 1280x800 (in the dock they were cut at every size), so it opens beside the main window at up to
@@ -19,15 +19,16 @@ from alexgui.qt.window_fit import place_default
 EXPERIMENTS_SIZE = QSize(1180, 760)
 
 
-class ExperimentsWindow(QMainWindow):
-    """See the module docstring. A QMainWindow (always a window of its own, even with a parent) so
-    that it takes the app's theme as the main window does."""
+class PanelWindow(QMainWindow):
+    """A panel in a window of its own (Experiments, Evaluation). A QMainWindow (always a window of its own,
+    even with a parent) so that it takes the app's theme as the main window does."""
 
-    def __init__(self, panel: ExperimentsPanel, parent: QWidget | None = None) -> None:
+    def __init__(self, panel: QWidget, title: str, name: str, size: QSize, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setObjectName("experimentsWindow")
-        self.setWindowTitle("Experiments — alexgui")
+        self.setObjectName(name)
+        self.setWindowTitle(f"{title} — alexgui")
         self.panel = panel
+        self.default_size = size
         self.setCentralWidget(panel)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Close), self, activated=self.close)
         self._placed = False
@@ -39,9 +40,16 @@ class ExperimentsWindow(QMainWindow):
             parent = self.parentWidget()
             if parent is not None and parent.screen() is not None:
                 self.setScreen(parent.screen())
-            place_default(self, EXPERIMENTS_SIZE)
+            place_default(self, self.default_size)
         if self.isMinimized():
             self.showNormal()
         self.show()
         self.raise_()
         self.activateWindow()
+
+
+class ExperimentsWindow(PanelWindow):
+    """See the module docstring."""
+
+    def __init__(self, panel: ExperimentsPanel, parent: QWidget | None = None) -> None:
+        super().__init__(panel, "Experiments", "experimentsWindow", EXPERIMENTS_SIZE, parent)

@@ -14,19 +14,20 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QObject, QSize, Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDockWidget, QTabBar
 
 from alexgui.engine.inference.predict import Predictor, TorchPredictor
 from alexgui.engine.store.rundir import RunDir
 from alexgui.qt.elided_label import ElidedLabel
-from alexgui.qt.experiments_window import ExperimentsWindow
+from alexgui.qt.experiments_window import ExperimentsWindow, PanelWindow
 from alexgui.qt.explorer_model import ExplorerModel
 from alexgui.qt.export_dialog import ExportDialog, exportable_source
 from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.main_window import MainWindow
 from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser
+from alexgui.qt.panels.evaluation import EvaluationPanel
 from alexgui.qt.panels.experiments import ExperimentsPanel
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel
 from alexgui.qt.panels.filters import FiltersPanel
@@ -36,6 +37,7 @@ from alexgui.qt.workers import describe_error
 RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
 RIGHT_DOCK_WIDTH = 380
 PLOTS_MIN_WIDTH = 460
+EVALUATION_SIZE = QSize(1180, 760)
 
 
 class Explorer(JobMixin, QObject):
@@ -65,6 +67,14 @@ class Explorer(JobMixin, QObject):
             "&Experiments…", "experiments", "Ctrl+Shift+X",
             "Re-measure the paper's claims (ReLU vs tanh, LRN, pooling, dropout, two towers) on your data",
             self.experiments_window.show_window)  # fmt: skip
+        # The confusion matrix, its images and the per-class table side by side: a window too.
+        self.evaluation = EvaluationPanel(model=self.model)
+        self.evaluation_window = PanelWindow(self.evaluation, "Evaluation", "evaluationWindow", EVALUATION_SIZE, window)
+        self.act_evaluate = window.add_window_action(
+            "E&valuate…", "evaluate", "Ctrl+Shift+V",
+            "How good is the model, and where does it fail: confusion matrix, per-class errors, worst images",
+            self.evaluation_window.show_window)  # fmt: skip
+        self.evaluation.openInClassify.connect(lambda path: self.classify_paths([Path(path)]))
         window.set_first_tab(self.docks["filters"])  # the paper's Figure 3 is what a training user wants beside the curves
         # The curves are the centre of the window: its four plots keep room for their axes, and the
         # side panels take what is left (at 1280x800, about 380 pixels).
@@ -103,6 +113,7 @@ class Explorer(JobMixin, QObject):
         # A window closed by the user is not destroyed before the interpreter exits: stop jobs on close.
         window.closed.connect(self.shutdown)
         window.closed.connect(self.experiments_window.close)  # a window of its own: it would outlive the main one
+        window.closed.connect(self.evaluation_window.close)
         window.destroyed.connect(self.shutdown)
 
     def unelide_tabs(self) -> None:
@@ -113,7 +124,7 @@ class Explorer(JobMixin, QObject):
 
     @property
     def choosers(self) -> list[ModelChooser]:
-        return [self.classify.chooser, self.retrieval.chooser]
+        return [self.classify.chooser, self.retrieval.chooser, self.evaluation.chooser]
 
     # -- one model for every panel --------------------------------------------------------------
 
@@ -223,6 +234,24 @@ class Explorer(JobMixin, QObject):
         run = self._training_run
         if run is not None and self.model.predictor is None and RunDir(run).last_checkpoint.exists():
             self.load_model(str(run), show=False)  # the tab the user looks at stays in front
+        if run is not None and RunDir(run).last_checkpoint.exists():
+            self.evaluation.set_images(run, is_run=True)  # the panel's default: this run's validation images
+            self.window.log.offer(f"Training of {run.name} ended.", "Evaluate this run",
+                                  lambda: self.evaluate_run(run))
+
+    def evaluate_run(self, run: Path) -> None:
+        """The run's model on its validation images, in the Evaluation window (the log's one-click offer)."""
+        self.evaluation.set_images(run, is_run=True)
+        self.evaluation_window.show_window()
+        chooser = self.evaluation.chooser
+        chooser.load(str(run))
+
+        def run_when_loaded() -> None:  # not with another model, when this one would not load
+            predictor = chooser.predictor
+            if predictor is not None and Path(predictor.source).resolve().is_relative_to(run.resolve()):
+                self.evaluation.run()
+
+        chooser.after_job(run_when_loaded)
 
     # -- drops, export --------------------------------------------------------------------------
 
@@ -250,7 +279,7 @@ class Explorer(JobMixin, QObject):
         JobMixin.shutdown(self)
         # The model choosers load in jobs of their own: after Stop, the run's model starts loading
         # (_on_training_finished) just as a window closing after training quits the app.
-        for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments, *self.choosers):
+        for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments, self.evaluation, *self.choosers):
             panel.shutdown()
 
 

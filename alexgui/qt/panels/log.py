@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QFont, QFontDatabase
-from PySide6.QtWidgets import QPlainTextEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from alexgui.engine.events import Event
 from alexgui.engine.training.narrative import describe_event
@@ -31,9 +32,41 @@ class LogPanel(QWidget):
         self.view.setFont(font)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
+        # One offer at a time above the lines (Training ended: [Evaluate this run]), until taken or closed.
+        self.offer_bar = QWidget()
+        self.offer_text = QLabel()
+        self.offer_button = QPushButton()
+        self.offer_button.clicked.connect(self._take_offer)
+        close = QToolButton()
+        close.setText("×")
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.offer_bar.hide)
+        bar = QHBoxLayout(self.offer_bar)
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.offer_text)
+        bar.addWidget(self.offer_button)
+        bar.addStretch(1)
+        bar.addWidget(close)
+        self.offer_bar.hide()
+        self._offer: Callable[[], None] | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 6)
+        layout.addWidget(self.offer_bar)
         layout.addWidget(self.view, 1)
+
+    def offer(self, text: str, button: str, action: Callable[[], None]) -> None:
+        """A one-click next step above the log, e.g. "Training of run-3 ended. [Evaluate this run]"."""
+        self.add_message(text + f" ({button}: above the log)", "good")
+        self.offer_text.setText(text)
+        self.offer_button.setText(button)
+        self._offer = action
+        self.offer_bar.show()
+
+    def _take_offer(self) -> None:
+        action, self._offer = self._offer, None
+        self.offer_bar.hide()
+        if action is not None:
+            action()
 
     def _context_menu(self, pos: QPoint) -> None:
         menu = self.view.createStandardContextMenu()
