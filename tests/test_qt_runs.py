@@ -8,11 +8,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QPushButton
 
 from alexgui.config import RunConfig
 from alexgui.engine.events import RunStarted, StepDone, Stopped
 from alexgui.engine.store.rundir import RunDir
 from alexgui.qt.main_window import MainWindow
+from alexgui.qt.runs_table_dialog import RunsTableDialog
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[1]
@@ -196,3 +198,20 @@ def test_closing_the_window_ends_every_background_job(qtbot, window: MainWindow)
     assert job.is_running()
     window.close()
     assert not job.is_running() and job not in running_jobs()
+
+
+def test_the_runs_table_lists_the_opened_runs_with_their_differing_settings(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    window.open_run(make_run(tmp_path / "with-lrn", steps=3).path)
+    window.open_run(make_run(tmp_path / "no-lrn", steps=4, lrn=False).path)
+    with qtbot.waitSignal(window.runs_panel.table_requested, timeout=2000):
+        button = next(b for b in window.runs_panel.findChildren(QPushButton) if b.text() == "Table…")
+        button.click()
+    dialogs = [d for d in window.findChildren(RunsTableDialog) if d.isVisible()]
+    assert len(dialogs) == 1
+    table = dialogs[0].table
+    headers = [table.horizontalHeaderItem(j).text() for j in range(table.columnCount())]
+    assert headers[:2] == ["run", "lrn"]  # only the setting that differs
+    assert sorted(table.item(i, 0).text() for i in range(table.rowCount())) == ["no-lrn", "with-lrn"]
+    steps = {table.item(i, 0).text(): table.item(i, headers.index("steps")).text() for i in range(2)}
+    assert steps == {"with-lrn": "3", "no-lrn": "4"}
+    dialogs[0].close()

@@ -19,12 +19,16 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from alexgui.engine.devices import device_choices
 from alexgui.engine.events import Failed
+from alexgui.engine.store.rundir import RunDir
+from alexgui.engine.training.run_table import RunRow
+from alexgui.errors import AlexguiError
 from alexgui.qt.main_window_ui import MainWindowUi, reserve_width
 from alexgui.qt.panels.log import LogPanel
 from alexgui.qt.panels.monitor import MonitorPanel
 from alexgui.qt.panels.runs import RunsPanel
 from alexgui.qt.plots import MetricPlots
 from alexgui.qt.run_registry import RunEntry, RunRegistry
+from alexgui.qt.runs_table_dialog import RunsTableDialog
 from alexgui.qt.session import WATCH_POLL_MS, RunOpenError, TrainFn, TrainSession
 from alexgui.qt.settings import AppSettings
 from alexgui.qt.training_controls import TrainingControls
@@ -106,6 +110,7 @@ class MainWindow(MainWindowUi):
         self.runs_panel.current_changed.connect(self._on_current_changed)
         self.runs_panel.remove_requested.connect(self.remove_run)
         self.runs_panel.open_requested.connect(self.choose_run)
+        self.runs_panel.table_requested.connect(self.show_runs_table)
 
         self._tick = QTimer(self)  # ETA and "last update" texts age even without new events
         self._tick.setInterval(1000)
@@ -136,6 +141,25 @@ class MainWindow(MainWindowUi):
     def open_dataset(self, folder: str | Path) -> bool:
         """Check the folder (off the GUI thread); the form takes it only if it can be trained on."""
         return self.training.choose_dataset(folder)
+
+    def run_rows(self) -> list[RunRow]:
+        """Every opened run with its settings (None where its config.toml cannot be read) and history."""
+        rows = []
+        for entry in self.runs.values():
+            cfg = None
+            if entry.path is not None:
+                try:
+                    cfg = RunDir.open(entry.path).config()
+                except (AlexguiError, OSError):
+                    pass  # the table shows "–" for its settings; its curves are still there
+            rows.append(RunRow(entry.name, cfg, entry.history))
+        return rows
+
+    def show_runs_table(self) -> RunsTableDialog:
+        dialog = RunsTableDialog(self.run_rows(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def choose_run(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open run folder", self._start_folder("run"))

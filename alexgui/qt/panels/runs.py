@@ -49,6 +49,7 @@ class RunsPanel(QWidget):
     current_changed = Signal(str)
     remove_requested = Signal(str)
     open_requested = Signal()
+    table_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -67,9 +68,14 @@ class RunsPanel(QWidget):
         self.remove_button = QPushButton("Remove")
         self.remove_button.setToolTip("Take the selected run off the list (its folder is kept)")
         self.remove_button.clicked.connect(self._remove_current)
+        table_button = QPushButton("Table…")
+        table_button.setToolTip("Every run in one sortable table (settings that differ, best and last errors); "
+                                "export every run's curves as CSV")
+        table_button.clicked.connect(self.table_requested)
         buttons = QHBoxLayout()
         buttons.addWidget(open_button)
         buttons.addWidget(self.remove_button)
+        buttons.addWidget(table_button)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 6)
