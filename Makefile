@@ -44,6 +44,7 @@ bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.bench_gui_training
 	$(BIN)/python -m benchmarks.bench_inference
 	$(BIN)/python -m benchmarks.bench_retrieval
+	$(BIN)/python -m benchmarks.bench_evaluate
 	$(BIN)/python -m benchmarks.bench_train_gpu
 	$(BIN)/python -m benchmarks.bench_structure --minutes 5
 	$(BIN)/python -m benchmarks.bench_cpu_bf16

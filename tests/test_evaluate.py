@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from alexgui.cli import main
+from alexgui.engine.data.labels import class_of_folder
 from alexgui.engine.inference.predict import TorchPredictor, classify_files
 from alexgui.engine.inference.sources import load_predictor
-from alexgui.engine.understand.eval_images import EvaluationError, class_of_folder, find_evaluation_images
+from alexgui.engine.understand.eval_images import EvaluationError, find_evaluation_images
 from alexgui.engine.understand.evaluation import evaluate
 from alexgui.engine.understand.evaluation_files import REPORT_FILES, write_evaluation
 from alexgui.errors import Cancelled

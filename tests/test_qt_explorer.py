@@ -141,3 +141,27 @@ def test_fast_inference_switch_runs_the_model_on_onnx_runtime(qtbot, window: Mai
     explorer.classify.chooser.fast.setChecked(False)  # back to the very same PyTorch model
     assert explorer.classify.predictor is torch_predictor
     assert explorer.inference_label.text() == "Inference: PyTorch (cpu)"
+
+
+def test_when_a_run_ends_the_log_offers_to_evaluate_it_in_one_click(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from alexgui.engine.store.rundir import RunDir
+    from alexgui.engine.training.loop import train
+    from tests.helpers import make_dataset, tiny_config
+
+    data = make_dataset(tmp_path / "data", classes=2, train_per_class=4, val_per_class=3)
+    cfg = tiny_config(data, epochs=1, max_steps=2)
+    list(train(cfg, RunDir.create(tmp_path / "run", cfg)))
+    explorer = window.explorer
+    explorer._on_run_started(str(tmp_path / "run"))  # as the training session reports it
+    window.session.finished.emit("finished")
+    log = window.log
+    assert log.offer_bar.isVisible() and log.offer_button.text() == "Evaluate this run"
+    with qtbot.waitSignal(explorer.evaluation.evaluated, timeout=WAIT_MS) as blocker:
+        QTest.mouseClick(log.offer_button, Qt.MouseButton.LeftButton)
+    report = blocker.args[0]
+    assert report.n == 6 and report.class_names == ["class_0", "class_1"]  # the run's validation split
+    assert explorer.evaluation_window.isVisible()
+    qtbot.waitUntil(lambda: not explorer.evaluation.is_busy(), timeout=WAIT_MS)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alexgui.engine.data.labels import WNID, normalise_label
+from alexgui.engine.data.labels import class_of_folder
 from alexgui.engine.data.walk import DatasetError, FolderWalk, Skipped, display_path
 from alexgui.errors import AlexguiError
 
@@ -30,19 +30,6 @@ class EvaluationSet:
     items: list[tuple[str, int]]  # (image path, index of its class among the model's classes)
     skipped: list[Skipped] = field(default_factory=list)
     unknown_classes: list[str] = field(default_factory=list)  # class folders that name no class of the model
-
-
-def class_of_folder(name: str, class_names: Sequence[str], wnids: Sequence[str] | None = None) -> int | None:
-    """The model's class a class folder called `name` holds, or None."""
-    by_name = {normalise_label(c): i for i, c in enumerate(class_names)}
-    if normalise_label(name) in by_name:
-        return by_name[normalise_label(name)]
-    for wnid in WNID.findall(name.lower()):
-        if wnid in by_name:
-            return by_name[wnid]
-        if wnids is not None and wnid in wnids:
-            return list(wnids).index(wnid)
-    return None
 
 
 def evaluation_folder(data: str | os.PathLike[str]) -> Path:

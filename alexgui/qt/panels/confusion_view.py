@@ -69,6 +69,8 @@ class ConfusionView(QWidget):
             return
         origin = self._label_px + 18
         show_counts = self.cell >= 18
+        gap = 1 if self.cell >= 10 else 0  # at 100 classes a 1-pixel grid would be a sixth of every cell
+        painter.fillRect(QRect(origin, origin, n * self.cell, n * self.cell), QColor(38, 42, 48))
         for r in range(n):
             row_total = max(int(self.matrix[r].sum()), 1)
             for c in range(n):
@@ -82,7 +84,8 @@ class ConfusionView(QWidget):
                     int(42 + (base.green() - 42) * (0.25 + 0.75 * share)),
                     int(48 + (base.blue() - 48) * (0.25 + 0.75 * share)))  # fmt: skip
                 rect = self.cell_rect(r, c)
-                painter.fillRect(rect.adjusted(0, 0, -1, -1), colour)
+                if count or gap:  # without a grid, empty cells are the background already
+                    painter.fillRect(rect.adjusted(0, 0, -gap, -gap), colour)
                 if show_counts and count:
                     painter.setPen(QColor(250, 250, 250))
                     painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, str(count))
