@@ -65,7 +65,8 @@ class TrainConfig:
     conv1_init_std: float = 0.01
     # conv1's learning rate as a multiple of every other layer's (the paper: 1, "an equal learning rate for
     # all layers"). The quick preset's conv1 starts small and learns faster, so its kernels carry the
-    # image's signal as soon as the paper's would (presets.py). The schedule's drops keep the ratio.
+    # image's signal as soon as the paper's would (presets.py). The schedule's drops keep the ratio. Paper
+    # network only, as conv1_init_std: torchvision's network starts from PyTorch's init at one rate.
     conv1_lr_scale: float = 1.0
     lr_factor: float = 0.1  # divide by 10 ...
     lr_patience: int = 3  # ... when val top-1 error has not improved for this many epochs ...

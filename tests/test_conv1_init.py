@@ -131,3 +131,12 @@ def test_one_step_moves_conv1_by_its_multiple(tmp_path: Path) -> None:
     assert (step10 - 10 * step1).abs().max() < 1e-3 * step10.abs().max()
     assert step1.abs().max() > 0
     torch.testing.assert_close(moved[10.0][1], moved[1.0][1], rtol=1e-4, atol=1e-7)
+
+
+def test_torchvisions_network_keeps_one_rate_as_it_keeps_its_init() -> None:
+    from alexgui.engine.training.setup import sgd
+
+    cfg = RunConfig()
+    cfg.train.conv1_lr_scale = 10.0
+    optimizer = sgd(_fresh("torchvision"), cfg, 0.01)
+    assert len(optimizer.param_groups) == 1 and optimizer.param_groups[0]["lr"] == 0.01

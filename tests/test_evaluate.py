@@ -183,3 +183,21 @@ def test_the_report_files_alone(predictor: TorchPredictor, folder: Path, tmp_pat
     assert all(p.stat().st_size > 0 for p in written)
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "Top-1 error" in md and "| red |" in md and "broken.png" in md
+
+
+def test_a_folder_of_unreadable_files_and_an_unwritable_report_are_one_line(checkpoint: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "data" / "red").mkdir(parents=True)
+    (tmp_path / "data" / "red" / "a.png").write_bytes(b"not an image")
+    assert main(["evaluate", "--model", str(checkpoint), "--data", str(tmp_path / "data"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 1 files could be read as an image" in err and "Traceback" not in err
+    good = tmp_path / "good"
+    write_colour_folder(good, per_class=1)
+    (tmp_path / "a-file").write_text("x")
+    assert main(["evaluate", "--model", str(checkpoint), "--data", str(good), "--out", str(tmp_path / "a-file"),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "cannot write the report" in err[-1] and "a-file" in err[-1]
+    assert main(["evaluate", "--model", str(checkpoint), "--data", "", "--device", "cpu"]) == 2
+    assert "an empty folder name" in capsys.readouterr().err

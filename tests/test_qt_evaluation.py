@@ -66,9 +66,9 @@ def test_a_click_on_a_cell_shows_exactly_its_images(qtbot, checkpoint: Path, tmp
     with qtbot.waitSignal(panel.openInClassify, timeout=5000) as opened:
         panel.cell_images.itemDoubleClicked.emit(panel.cell_images.item(0))
     assert opened.args[0] in expected
-    written = panel.export(tmp_path / "report")
-    assert sorted(p.name for p in written) == sorted(REPORT_FILES)
-    assert "Saved the report" in panel.summary.text()
+    panel.export(tmp_path / "report")  # in the panel's job: the window does not wait for the plots
+    qtbot.waitUntil(lambda: not panel.is_busy() and "Saved the report" in panel.summary.text(), timeout=WAIT_MS)
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == sorted(REPORT_FILES)
     panel.shutdown()
 
 

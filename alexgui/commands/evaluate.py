@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from alexgui.engine.understand.evaluation import evaluate
     from alexgui.engine.understand.evaluation_files import write_evaluation
 
+    if not str(args.data).strip():  # Path("") would be the current folder
+        print("alexgui evaluate: argument --data: an empty folder name", file=sys.stderr)
+        return 2
     predictor = open_predictor(args, "evaluate")
     if predictor is None:
         return 2
@@ -91,17 +94,25 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nalexgui evaluate: interrupted; nothing written", file=sys.stderr)
         return 130
+    for s in report.skipped:
+        print(f"alexgui evaluate: skipped {s.path}: {s.reason}", file=sys.stderr)
+    if report.n == 0:
+        print(f"alexgui evaluate: {images.folder}: none of the {len(images.items)} files could be read as an image",
+              file=sys.stderr)
+        return 2
     data = report.to_json(args.worst)
     if args.out:
-        written = write_evaluation(args.out, report, args.worst)
+        try:
+            written = write_evaluation(args.out, report, args.worst, data)
+        except OSError as e:
+            print(f"alexgui evaluate: {args.out}: cannot write the report ({e.strerror or e})", file=sys.stderr)
+            return 2
         print(f"alexgui evaluate: wrote {', '.join(p.name for p in written)} in {args.out}", file=sys.stderr)
     if args.json:
         json.dump(data, sys.stdout, indent=1, ensure_ascii=False)
         print()
     else:
         _print_text(data)
-    for s in report.skipped:
-        print(f"alexgui evaluate: skipped {s.path}: {s.reason}", file=sys.stderr)
     return 1 if report.skipped else 0
 
 

@@ -37,7 +37,7 @@ _OVERRIDES: list[tuple[str, str, str, Any, str]] = [
     ("--conv1-init-std", "train", "conv1_init_std", float,
      "std of conv1's initial N(0, std) weights, paper network (paper: 0.01; quick preset: smaller)"),
     ("--conv1-lr-scale", "train", "conv1_lr_scale", float,
-     "conv1's learning rate as a multiple of the other layers' (paper: 1; quick preset: larger)"),
+     "conv1's learning rate as a multiple of the other layers', paper network (paper: 1; quick preset: larger)"),
     ("--lr-patience", "train", "lr_patience", int, "epochs without val improvement before lr/10 (default 3)"),
     ("--lr-resolution", "train", "lr_resolution", float,
      "on a small validation set, wait until a fall of this much val error per epoch could show through its "

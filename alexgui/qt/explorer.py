@@ -235,7 +235,7 @@ class Explorer(JobMixin, QObject):
         if run is not None and self.model.predictor is None and RunDir(run).last_checkpoint.exists():
             self.load_model(str(run), show=False)  # the tab the user looks at stays in front
         if run is not None and RunDir(run).last_checkpoint.exists():
-            self.evaluation.set_images(run, is_run=True)  # the panel's default: this run's validation images
+            self.evaluation.offer_run(run)  # the panel's default: this run's validation images
             self.window.log.offer(f"Training of {run.name} ended.", "Evaluate this run",
                                   lambda: self.evaluate_run(run))
 

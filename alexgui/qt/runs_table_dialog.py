@@ -84,10 +84,10 @@ class RunsTableDialog(QDialog):
 
 def _item(value: Any) -> QTableWidgetItem:
     item = QTableWidgetItem()
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        item.setText("–" if value is None else str(value))
+    if isinstance(value, bool) or value is None or isinstance(value, str) or value != value:  # NaN != NaN
+        item.setText("–" if value is None or value != value else str(value))
     elif isinstance(value, float):
-        item.setData(Qt.ItemDataRole.DisplayRole, round(value, 6))  # numbers sort as numbers
+        item.setData(Qt.ItemDataRole.DisplayRole, value)  # numbers sort as numbers (Qt shows 6 significant digits)
     else:
         item.setData(Qt.ItemDataRole.DisplayRole, value)
     return item

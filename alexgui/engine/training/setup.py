@@ -87,13 +87,14 @@ def place(model: AlexNetBase, devices: list[torch.device], cfg: RunConfig) -> Al
 
 
 def sgd(model: AlexNetBase, cfg: RunConfig, lr: float) -> torch.optim.SGD:
-    """The paper's SGD over every parameter. conv1 (weights and biases) gets a group of its own at
-    conv1_lr_scale times the rate when that is not 1; every group carries its "lr_scale", which the
+    """The paper's SGD over every parameter. In the paper network, conv1 (weights and biases) gets a group of
+    its own at conv1_lr_scale times the rate when that is not 1 (it goes with conv1_init_std, which
+    torchvision's network ignores too); every group carries its "lr_scale", which the
     schedule's drops multiply (loop.py). The momentum buffers follow model.parameters(), not the groups,
     so checkpoints are the same either way."""
     scale = cfg.train.conv1_lr_scale
     conv1 = [p for module in model.layer_modules("conv1") for p in module.parameters()]
-    if scale == 1.0 or not conv1:
+    if scale == 1.0 or not conv1 or model.arch != "paper":
         groups = [{"params": list(model.parameters()), "lr": lr, "lr_scale": 1.0}]
     else:
         ids = {id(p) for p in conv1}

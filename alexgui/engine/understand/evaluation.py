@@ -14,7 +14,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from alexgui.engine.data.imageio import ImageError, load_256
 from alexgui.engine.data.walk import Skipped, display_path
 from alexgui.engine.inference.predict import Predictor
+from alexgui.engine.training.background import prefetched
 from alexgui.engine.understand.eval_images import EvaluationSet
 from alexgui.errors import Cancelled
 
@@ -38,7 +38,7 @@ Progress = Callable[[int, int], None]  # (images done, images in total)
 class ImageResult:
     """One image's prediction: its true class, its top-5 (class indices of the model) and their probabilities."""
 
-    path: str  # printable
+    path: str  # as found (a name that is not valid UTF-8 keeps its bytes, so the file can be opened again)
     true_index: int
     top: list[int]
     top_probs: list[float]
@@ -47,6 +47,11 @@ class ImageResult:
     @property
     def predicted(self) -> int:
         return self.top[0]
+
+    @property
+    def shown_path(self) -> str:
+        """The path as text that can be printed and written (undecodable bytes as \\xNN)."""
+        return display_path(self.path)
 
     @property
     def loss(self) -> float:
@@ -64,18 +69,31 @@ class EvaluationReport:
     skipped: list[Skipped] = field(default_factory=list)
     unknown_classes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    _cache: Any = field(default=None, init=False, repr=False, compare=False)  # see _arrays
 
     @property
     def n(self) -> int:
         return len(self.results)
 
     @property
-    def top1_error(self) -> float:
-        return 1.0 - sum(r.predicted == r.true_index for r in self.results) / max(self.n, 1)
+    def top1_error(self) -> float | None:
+        """None when no image could be evaluated."""
+        return 1.0 - float(self._arrays()[2].mean()) if self.n else None
 
     @property
-    def top5_error(self) -> float:
-        return 1.0 - sum(r.true_index in r.top for r in self.results) / max(self.n, 1)
+    def top5_error(self) -> float | None:
+        return 1.0 - float(self._arrays()[3].mean()) if self.n else None
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(true class, top-1 class, top-1 hit, top-5 hit) per image, computed once per set of results."""
+        cached = self._cache
+        if cached is None or cached[0] != len(self.results):
+            true = np.fromiter((r.true_index for r in self.results), np.int64, len(self.results))
+            pred = np.fromiter((r.predicted for r in self.results), np.int64, len(self.results))
+            top5 = np.fromiter((r.true_index in r.top for r in self.results), bool, len(self.results))
+            cached = (len(self.results), (true, pred, true == pred, top5))
+            self._cache = cached
+        return cached[1]
 
     def classes(self) -> list[int]:
         """The model's classes the confusion matrix and the per-class table show, in the model's order: all
@@ -83,33 +101,37 @@ class EvaluationReport:
         folder) those that are a true class or a top-1 prediction of some image."""
         if len(self.class_names) <= FULL_CONFUSION_UP_TO:
             return list(range(len(self.class_names)))
-        return sorted({r.true_index for r in self.results} | {r.predicted for r in self.results})
+        true, pred, _, _ = self._arrays()
+        return sorted(set(true.tolist()) | set(pred.tolist()))
 
     def confusion(self) -> np.ndarray:
         """(C, C) counts over classes(): rows the true class, columns the top-1 prediction."""
-        shown = self.classes()
-        position = {c: i for i, c in enumerate(shown)}
+        shown = np.asarray(self.classes(), np.int64)
+        true, pred, _, _ = self._arrays()
         matrix = np.zeros((len(shown), len(shown)), np.int64)
-        for r in self.results:
-            matrix[position[r.true_index], position[r.predicted]] += 1
+        if len(true):
+            np.add.at(matrix, (np.searchsorted(shown, true), np.searchsorted(shown, pred)), 1)
         return matrix
 
     def per_class(self) -> list[dict[str, Any]]:
         """For each shown class: images, precision and recall of the top-1, top-1 and top-5 error
-        (None where a class has no images, or is never predicted for precision)."""
+        (None where a class has no images, or is never predicted for precision). One pass over the images."""
+        size = len(self.class_names)
+        true, pred, hit, top5 = self._arrays()
+        n = np.bincount(true, minlength=size)
+        predicted = np.bincount(pred, minlength=size)
+        hits = np.bincount(true, weights=hit, minlength=size)
+        hits5 = np.bincount(true, weights=top5, minlength=size)
         rows = []
         for c in self.classes():
-            mine = [r for r in self.results if r.true_index == c]
-            predicted = sum(r.predicted == c for r in self.results)
-            hits = sum(r.predicted == c for r in mine)
-            n = len(mine)
+            count = int(n[c])
             rows.append({
                 "class": self.class_names[c],
-                "n": n,
-                "precision": hits / predicted if predicted else None,
-                "recall": hits / n if n else None,
-                "top1_error": 1.0 - hits / n if n else None,
-                "top5_error": 1.0 - sum(c in r.top for r in mine) / n if n else None,
+                "n": count,
+                "precision": float(hits[c] / predicted[c]) if predicted[c] else None,
+                "recall": float(hits[c] / count) if count else None,
+                "top1_error": float(1.0 - hits[c] / count) if count else None,
+                "top5_error": float(1.0 - hits5[c] / count) if count else None,
             })  # fmt: skip
         return rows
 
@@ -120,11 +142,12 @@ class EvaluationReport:
 
     def in_cell(self, true_index: int, predicted: int) -> list[ImageResult]:
         """The images of one confusion cell (model class indices), in folder order."""
-        return [r for r in self.results if r.true_index == true_index and r.predicted == predicted]
+        true, pred, _, _ = self._arrays()
+        return [self.results[i] for i in np.flatnonzero((true == true_index) & (pred == predicted))]
 
     def worst_json(self, k: int) -> list[dict[str, Any]]:
         names = self.class_names
-        return [{"path": r.path, "true": names[r.true_index], "predicted": names[r.predicted],
+        return [{"path": r.shown_path, "true": names[r.true_index], "predicted": names[r.predicted],
                  "prob_true": round(r.prob_true, 6), "prob_predicted": round(r.top_probs[0], 6),
                  "loss": round(r.loss, 6)} for r in self.worst(k)]  # fmt: skip
 
@@ -198,20 +221,16 @@ def _decode(chunk: list[tuple[str, int]]) -> Batch:
             unreadable.append(Skipped(display_path(path), e.reason))
             continue
         labels.append(label)
-        names.append(display_path(path))
+        names.append(path)
     return (np.stack(images) if images else None), labels, names, unreadable
 
 
 def _decoded_batches(items: list[tuple[str, int]], batch_size: int, stop: threading.Event | None) -> Iterator[Batch]:
-    """Batches decoded one ahead in a helper thread, so decoding (Pillow releases the GIL) overlaps the
-    model's forward pass; at most two batches of pixels are held at any time."""
+    """Batches decoded one ahead in the training loop's prefetch thread (Pillow releases the GIL, so
+    decoding overlaps the forward pass; the thread is joined however the caller ends); at most two
+    batches of pixels are held at any time."""
     chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alexgui-eval-decode") as pool:
-        pending: Future[Batch] | None = pool.submit(_decode, chunks[0]) if chunks else None
-        for i in range(len(chunks)):
-            if stop is not None and stop.is_set():
-                raise Cancelled("evaluation cancelled")
-            assert pending is not None
-            batch = pending.result()
-            pending = pool.submit(_decode, chunks[i + 1]) if i + 1 < len(chunks) else None
-            yield batch
+    for batch in prefetched(map(_decode, chunks), depth=1):
+        if stop is not None and stop.is_set():
+            raise Cancelled("evaluation cancelled")
+        yield batch

@@ -20,17 +20,20 @@ from alexgui.engine.understand.figures import agg_figure, png_bytes, png_of_imag
 REPORT_FILES = ("report.json", "report.md", "confusion.png", "worst.png", "predictions.csv")
 _THUMB = 128  # worst.png's tile side, pixels
 _LABEL_ROWS = 34  # the caption under each tile
+SHEET_MAX = 64  # tiles in worst.png, whatever --worst lists (50,000 tiles would be gigabytes of pixels)
 
 
-def write_evaluation(out: str | os.PathLike[str], report: EvaluationReport, worst: int = DEFAULT_WORST) -> list[Path]:
-    """The report folder `out` (created when missing); returns the files written."""
+def write_evaluation(out: str | os.PathLike[str], report: EvaluationReport, worst: int = DEFAULT_WORST,
+                     data: dict[str, Any] | None = None) -> list[Path]:
+    """The report folder `out` (created when missing); returns the files written. `data` is
+    report.to_json(worst) when the caller has it already. OSError when the folder cannot be written."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    data = report.to_json(worst)
+    data = data if data is not None else report.to_json(worst)
     atomic_write_text(folder / "report.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(folder / "report.md", markdown(data))
     atomic_write_bytes(folder / "confusion.png", confusion_png(data["classes"], np.asarray(data["confusion"])))
-    atomic_write_bytes(folder / "worst.png", png_of_image(worst_sheet(report, worst)))
+    atomic_write_bytes(folder / "worst.png", png_of_image(worst_sheet(report, min(worst, SHEET_MAX))))
     atomic_write_text(folder / "predictions.csv", predictions_csv(report))
     return [folder / name for name in REPORT_FILES]
 
@@ -42,7 +45,7 @@ def predictions_csv(report: EvaluationReport) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "true", "predicted", "prob_true", "prob_predicted", "loss", "correct", "top5"])
     for r in report.results:
-        writer.writerow([r.path, names[r.true_index], names[r.predicted], f"{r.prob_true:.6f}", f"{r.top_probs[0]:.6f}",
+        writer.writerow([r.shown_path, names[r.true_index], names[r.predicted], f"{r.prob_true:.6f}", f"{r.top_probs[0]:.6f}",
                          f"{r.loss:.6f}", int(r.predicted == r.true_index), "|".join(names[i] for i in r.top)])
     return buf.getvalue()
 
@@ -51,6 +54,8 @@ def markdown(data: dict[str, Any]) -> str:
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{100 * v:.1f}%"
 
+    if not data["n"]:
+        return f"# Evaluation\n\nModel: `{data['model']}`  \nImages: `{data['data']}`: no image could be evaluated.\n"
     lines = [
         "# Evaluation",
         "",

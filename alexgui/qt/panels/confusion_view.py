@@ -16,6 +16,7 @@ _LABEL_MAX = 140  # pixels for the class names on each axis
 
 class ConfusionView(QWidget):
     cellClicked = Signal(int, int)  # row (true class) and column (prediction), positions in `names`
+    cellSizeChanged = Signal(int)  # pixels, after Ctrl+wheel
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -71,9 +72,13 @@ class ConfusionView(QWidget):
         show_counts = self.cell >= 18
         gap = 1 if self.cell >= 10 else 0  # at 100 classes a 1-pixel grid would be a sixth of every cell
         painter.fillRect(QRect(origin, origin, n * self.cell, n * self.cell), QColor(38, 42, 48))
-        for r in range(n):
+        # Only the cells the repaint asks for: at hundreds of classes a scroll repaints a strip, not the matrix.
+        area = event.rect()
+        rows = range(max(0, (area.top() - origin) // self.cell), min(n, (area.bottom() - origin) // self.cell + 1))
+        cols = range(max(0, (area.left() - origin) // self.cell), min(n, (area.right() - origin) // self.cell + 1))
+        for r in rows:
             row_total = max(int(self.matrix[r].sum()), 1)
-            for c in range(n):
+            for c in cols:
                 count = int(self.matrix[r, c])
                 # Shade by the share of the true class's images: a class with few images shows its
                 # mistakes as clearly as a large one. Diagonal blue, errors orange.
@@ -134,6 +139,7 @@ class ConfusionView(QWidget):
     def wheelEvent(self, event: QWheelEvent) -> None:
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             self.set_cell(self.cell + (2 if event.angleDelta().y() > 0 else -2))
+            self.cellSizeChanged.emit(self.cell)
             event.accept()
         else:
             event.ignore()  # the scroll area scrolls

@@ -11,6 +11,7 @@ worst.png and predictions.csv, every image's prediction).
 
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ from alexgui.qt.workers import describe_error
 
 THUMB = 96
 WORST = 24
+CELL_SHOWN = 200  # thumbnails decoded for a clicked cell (a diagonal cell of ImageNet's val holds 50)
 
 
 def _evaluate_job(predictor: Predictor, source: str, is_run: bool, ten_crop: bool, stop: threading.Event,
@@ -63,6 +65,10 @@ def _evaluate_job(predictor: Predictor, source: str, is_run: bool, ten_crop: boo
                         progress=lambda done, total: progress(done, total, "evaluating"))
     except Cancelled:
         return None
+
+
+def _export_job(report: EvaluationReport, folder: str, stop: threading.Event, progress: Callable[..., None]) -> list[Path]:
+    return write_evaluation(folder, report, worst=WORST)
 
 
 class EvaluationPanel(JobMixin, QWidget):
@@ -106,6 +112,7 @@ class EvaluationPanel(JobMixin, QWidget):
 
         self.confusion = ConfusionView()
         self.confusion.cellClicked.connect(self.show_cell)
+        self.confusion.cellSizeChanged.connect(self._sync_zoom)
         matrix_scroll = QScrollArea()
         matrix_scroll.setWidget(self.confusion)
         matrix_scroll.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -175,6 +182,11 @@ class EvaluationPanel(JobMixin, QWidget):
         what = f"the validation images of run {Path(source).name}" if is_run else str(source)
         self.images_label.setText(f"Images: {what}")
 
+    def offer_run(self, run: str | Path) -> None:
+        """A run that just trained becomes the default images, unless the user chose a folder."""
+        if self.source is None or self.source_is_run:
+            self.set_images(run, is_run=True)
+
     def run(self) -> None:
         if self.predictor is None:
             self._show_error("Choose a model first (Model menu above).")
@@ -217,15 +229,18 @@ class EvaluationPanel(JobMixin, QWidget):
                 f"{Path(s.path).name}: {s.reason}" for s in report.skipped[:3]) + ("…" if len(report.skipped) > 3 else ""))
         if report.unknown_classes:
             extra.append("folders that name no class of the model: " + ", ".join(report.unknown_classes))
+        extra = [html.escape(t) for t in extra]  # file and class names are not markup
+        if not report.n:
+            self._show_error(f"{report.data}: none of the files could be read as an image. " + " ".join(extra))
+            return
+        assert report.top1_error is not None and report.top5_error is not None
         self.summary.setText(
             f"<b>Top-1 error {100 * report.top1_error:.1f}%, top-5 error {100 * report.top5_error:.1f}%</b> · "
             f"{report.n} images, {report.crop} crop, {report.seconds:.0f} s"
             + "".join(f"<br><span style='color:{ERROR_RED}'>{t}</span>" for t in extra))
         shown = report.classes()
         self.confusion.set_matrix([report.class_names[c] for c in shown], report.confusion())
-        self.zoom.blockSignals(True)
-        self.zoom.setValue(self.confusion.cell)
-        self.zoom.blockSignals(False)
+        self._sync_zoom(self.confusion.cell)
         self._fill_table(report)
         self._fill(self.worst, report.worst(WORST))
         self.cell_images.clear()
@@ -238,8 +253,10 @@ class EvaluationPanel(JobMixin, QWidget):
             return
         shown = self.report.classes()
         self._shown = self.report.in_cell(shown[row], shown[col])
-        self.cell_caption.setText(self.confusion.describe(row, col) + " (double-click one to open it in Classify)")
-        self._fill(self.cell_images, self._shown)
+        more = f"; the first {CELL_SHOWN} shown" if len(self._shown) > CELL_SHOWN else ""
+        self.cell_caption.setText(html.escape(self.confusion.describe(row, col)) + more
+                                  + " (double-click one to open it in Classify)")
+        self._fill(self.cell_images, self._shown[:CELL_SHOWN])
         self.tabs.setCurrentIndex(0)
 
     def _fill(self, view: QListWidget, results: list[ImageResult]) -> None:
@@ -254,7 +271,7 @@ class EvaluationPanel(JobMixin, QWidget):
             item = QListWidgetItem(icon, f"{names[r.predicted]} {r.top_probs[0]:.0%}")
             item.setData(Qt.ItemDataRole.UserRole, r.path)
             top5 = "\n".join(f"  {p:6.1%}  {names[i]}" for i, p in zip(r.top, r.top_probs))
-            item.setToolTip(f"{r.path}\ntrue: {names[r.true_index]} ({r.prob_true:.1%}), loss {r.loss:.2f}\n{top5}")
+            item.setToolTip(f"{r.shown_path}\ntrue: {names[r.true_index]} ({r.prob_true:.1%}), loss {r.loss:.2f}\n{top5}")
             view.addItem(item)
 
     def _fill_table(self, report: EvaluationReport) -> None:
@@ -277,20 +294,25 @@ class EvaluationPanel(JobMixin, QWidget):
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
 
+    def _sync_zoom(self, cell: int) -> None:
+        self.zoom.blockSignals(True)
+        self.zoom.setValue(cell)
+        self.zoom.blockSignals(False)
+
     def _open_item(self, item: QListWidgetItem) -> None:
         self.openInClassify.emit(str(item.data(Qt.ItemDataRole.UserRole)))
 
-    def export(self, folder: str | Path) -> list[Path]:
-        """Write the report folder; says where (or why not) in the summary."""
-        if self.report is None:
-            return []
-        try:
-            written = write_evaluation(folder, self.report, worst=WORST)
-        except OSError as e:
-            self._show_error(f"{folder}: cannot write the report ({e.strerror or e})")
-            return []
-        self.summary.setText(self.summary.text() + f"<br>Saved the report in {folder}")
-        return written
+    def export(self, folder: str | Path) -> None:
+        """Write the report folder in the panel's job (plots and the contact sheet take seconds); the summary
+        says where, or why not."""
+        if self.report is None or self.is_busy():
+            return
+        job = self.new_job(_export_job, self.report, str(folder))
+        job.yielded.connect(lambda written: self.summary.setText(
+            self.summary.text() + f"<br>Saved the report in {html.escape(str(folder))}"))
+        job.errored.connect(lambda e: self._show_error(f"{folder}: cannot write the report ({describe_error(e)})"))
+        self.progress.begin(label="writing the report", cancellable=False)
+        job.start()
 
     def _choose_export(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder for the evaluation report")
@@ -304,4 +326,4 @@ class EvaluationPanel(JobMixin, QWidget):
 
     def _show_error(self, message: str) -> None:
         self.error = message
-        self.summary.setText(f"<span style='color:{ERROR_RED}'>{message}</span>")
+        self.summary.setText(f"<span style='color:{ERROR_RED}'>{html.escape(message)}</span>")

@@ -147,7 +147,7 @@ class TrainSettingsForm(QWidget):
             0.01, 1000.0, 2, 1.0,
             "conv1's learning rate as a multiple of every other layer's (paper: 1, one rate for all layers). "
             "The quick demo's conv1 starts small and learns 10 times faster, so that its kernels carry the "
-            "image's signal as soon as the paper's would",
+            "image's signal as soon as the paper's would. Paper network only",
         )
         self.device = device_box(devices)
         self.device.setToolTip("Where to train: the CPU, one GPU, or with two GPUs one tower on each (as in the paper)")
@@ -337,7 +337,7 @@ class TrainSettingsForm(QWidget):
 
     def _sync_arch(self) -> None:
         paper = self.arch.currentData() == "paper"
-        for box in (self.lrn, self.pca_noise, self.conv1_init_std):
+        for box in (self.lrn, self.pca_noise, self.conv1_init_std, self.conv1_lr_scale):
             box.setEnabled(paper)
         if not paper:
             self.lrn.setToolTip("torchvision's AlexNet has no LRN")
