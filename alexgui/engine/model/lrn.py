@@ -52,12 +52,22 @@ class LocalResponseNorm(nn.Module):
         self.beta = beta
         self.k = k
         self.formula = formula
-        # torch's kernel averages the squares over the window (zero padding counted), so the paper's
-        # plain sum is torch's mean times `size`: scaling alpha by size gives the paper's formula.
-        self._torch_alpha = alpha * size if formula == "paper" else alpha
+        # The paper's alpha multiplies the plain sum of squares; torch's the sum divided by `size`.
+        self._alpha = alpha if formula == "paper" else alpha / size
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.local_response_norm(x, self.size, alpha=self._torch_alpha, beta=self.beta, k=self.k)
+        # The window sum as `size` shifted slices of the zero-padded squares (padding as torch's LRN:
+        # size // 2 channels before, (size - 1) // 2 after). torch's F.local_response_norm gets the same
+        # sum from a 3-D average pool, which on the CPU made LRN half of the paper net's forward time
+        # and its backward ~3x slower than this (benchmarks/README.md, "LRN").
+        channels = x.shape[1]
+        pad = (0, 0) * (x.dim() - 2) + (self.size // 2, (self.size - 1) // 2)
+        squares = F.pad(x * x, pad)
+        energy = squares[:, :channels]
+        for shift in range(1, self.size):
+            energy = energy + squares[:, shift : shift + channels]
+        # x / d**beta, not x * d**-beta: the ONNX export rewrites Pow(d, 0.75) as square roots (faster).
+        return x / (energy * self._alpha + self.k).pow(self.beta)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, formula={self.formula!r}"
