@@ -20,7 +20,7 @@ from alexgui.engine.training.memory import share_one_heap
 from alexgui.errors import AlexguiError
 
 # Order is the order of `alexgui --help`.
-COMMANDS = ("gui", "train", "summary", "classify", "evaluate", "index", "neighbours", "export", "experiment")
+COMMANDS = ("gui", "train", "summary", "classify", "evaluate", "explain", "index", "neighbours", "export", "experiment")
 
 
 class OneLineParser(argparse.ArgumentParser):

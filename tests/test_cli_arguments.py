@@ -22,7 +22,7 @@ from tests.helpers import make_dataset
 # Commands checked in this process (their checks come before any model is loaded, so a model path
 # that does not exist proves the order), and commands run as real processes (train and experiment
 # would start work in this process if a check came late).
-IN_PROCESS = ("classify", "classify-onnx", "evaluate", "index", "neighbours")
+IN_PROCESS = ("classify", "classify-onnx", "evaluate", "explain", "index", "neighbours")
 SUBPROCESS = ("train", "experiment")
 
 
@@ -35,6 +35,7 @@ def command_line(case: str, tmp: Path) -> list[str]:
         "classify": ["classify", "--model", model, image],
         "classify-onnx": ["classify", "--model", model, "--backend", "onnx", image],
         "evaluate": ["evaluate", "--model", model, "--data", str(tmp)],
+        "explain": ["explain", "--model", model, image, "--out", str(tmp / "out")],
         "index": ["index", "--model", model, "--images", str(tmp), "--out", str(tmp / "out")],
         "neighbours": ["neighbours", "--index", str(tmp / "index"), image],
         "train": ["train", "--data", data, "--out", str(tmp / "out"), *small],

@@ -228,6 +228,11 @@ class TorchPredictor(Predictor):
             wnids=wnids,
         )
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the model runs: other users of the same model (explanations) take it too."""
+        return self._lock
+
     # ---- inference ----------------------------------------------------------------------------
 
     @torch.inference_mode()

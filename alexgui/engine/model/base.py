@@ -91,6 +91,16 @@ class AlexNetBase(nn.Module):
         """One forward pass keeping the activations named in `wanted`."""
         raise NotImplementedError
 
+    def logits_and_towers(self, x: Tensor, layer: str) -> tuple[Tensor, list[Tensor]]:
+        """The logits and one layer's activation per tower (paper: tower 0's, then tower 1's; torchvision:
+        one), all in the autograd graph, so gradients with respect to the layer can be taken (Grad-CAM)."""
+        if layer not in self.layer_names() or layer == "fc8":
+            raise ValueError(f"no per-tower activation {layer!r}; valid: {', '.join(self.layer_names()[:-1])}")
+        return self._record_towers(x, layer)
+
+    def _record_towers(self, x: Tensor, layer: str) -> tuple[Tensor, list[Tensor]]:
+        raise NotImplementedError
+
     def activations(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
         """Run x through the net (in its current train/eval mode) and return the named activations."""
         valid = self.layer_names()

@@ -222,7 +222,8 @@ class PaperAlexNet(AlexNetBase):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.drop(self.forward_features(x)))
 
-    def _record(self, x: Tensor, wanted: set[str]) -> dict[str, Tensor]:
+    def _tapped_forward(self, x: Tensor, wanted: set[str]) -> tuple[Tensor, list[dict[str, Tensor]]]:
+        """The logits, and for each tower the activations named in `wanted`."""
         per_tower: list[dict[str, Tensor]] = [{}, {}]
 
         def tap_for(store: dict[str, Tensor]) -> Tap:
@@ -233,12 +234,20 @@ class PaperAlexNet(AlexNetBase):
             return tap
 
         logits = self.forward_head(self.drop(self._features(x, [tap_for(d) for d in per_tower])))
+        return logits, per_tower
+
+    def _record(self, x: Tensor, wanted: set[str]) -> dict[str, Tensor]:
+        logits, per_tower = self._tapped_forward(x, wanted)
         found = {
             name: torch.cat([value, per_tower[1][name].to(value.device)], dim=1)
             for name, value in per_tower[0].items()
         }
         found["fc8"] = logits
         return found
+
+    def _record_towers(self, x: Tensor, layer: str) -> tuple[Tensor, list[Tensor]]:
+        logits, per_tower = self._tapped_forward(x, {layer})
+        return logits, [per_tower[0][layer], per_tower[1][layer]]
 
     def layer_names(self) -> list[str]:
         norm1, norm2 = (["norm1"], ["norm2"]) if self.has_lrn else ([], [])

@@ -87,6 +87,10 @@ class TorchvisionAlexNet(AlexNetBase):
                 found[_TV_CLASSIFIER_NAMES[index]] = x
         return found
 
+    def _record_towers(self, x: Tensor, layer: str) -> tuple[Tensor, list[Tensor]]:
+        found = self._record(x, {layer, "fc8"})
+        return found["fc8"], [found[layer]]
+
     def layer_names(self) -> list[str]:
         return [*_TV_FEATURE_NAMES.values(), *_TV_CLASSIFIER_NAMES.values()]
 
