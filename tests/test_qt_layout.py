@@ -180,6 +180,15 @@ def test_the_window_fits_1280x800_with_two_runs_a_long_error_and_every_panel(
     panel = window.explorer.experiments
     assert panel.plot.height() >= 240 and panel.run_button.isVisible() and panel.open_folder_button.isVisible()
     assert not panel.run_button.visibleRegion().isEmpty()
+    # So does the Explain window, its two pictures side by side and its controls whole.
+    explain = window.explorer.explain_window
+    explain.show_window()
+    settle()
+    assert window.screen().availableGeometry().contains(explain.frameGeometry())
+    assert explain.minimumSizeHint().width() <= SCREEN.width() and explain.minimumSizeHint().height() <= SCREEN.height()
+    view = window.explorer.explain
+    assert view.original.width() >= 240 and view.map_view.width() >= 240
+    assert not view.save_button.visibleRegion().isEmpty() and not view.opacity.visibleRegion().isEmpty()
 
 
 def test_training_stopping_does_not_bring_another_panel_forward(on_laptop: bool, qtbot, qt_settings: AppSettings,

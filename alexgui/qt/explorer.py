@@ -18,7 +18,8 @@ from PySide6.QtCore import QObject, QSize, Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDockWidget, QTabBar
 
-from alexgui.engine.inference.predict import Predictor, TorchPredictor
+from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.engine.inference.predict import Classified, Predictor, TorchPredictor
 from alexgui.engine.store.rundir import RunDir
 from alexgui.qt.elided_label import ElidedLabel
 from alexgui.qt.experiments_window import ExperimentsWindow, PanelWindow
@@ -29,6 +30,7 @@ from alexgui.qt.main_window import MainWindow
 from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser
 from alexgui.qt.panels.evaluation import EvaluationPanel
 from alexgui.qt.panels.experiments import ExperimentsPanel
+from alexgui.qt.panels.explain import ExplainPanel
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel
 from alexgui.qt.panels.filters import FiltersPanel
 from alexgui.qt.panels.retrieval import RetrievalPanel
@@ -38,6 +40,7 @@ RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
 RIGHT_DOCK_WIDTH = 380
 PLOTS_MIN_WIDTH = 460
 EVALUATION_SIZE = QSize(1180, 760)
+EXPLAIN_SIZE = QSize(860, 620)  # two 320-pixel pictures side by side, and the controls
 
 
 class Explorer(JobMixin, QObject):
@@ -75,6 +78,11 @@ class Explorer(JobMixin, QObject):
             "How good is the model, and where does it fail: confusion matrix, per-class errors, worst images",
             self.evaluation_window.show_window)  # fmt: skip
         self.evaluation.openInClassify.connect(lambda path: self.classify_paths([Path(path)]))
+        # Two pictures side by side do not fit the 380-pixel dock either: Explain is a window too.
+        self.explain = ExplainPanel()
+        self.explain_window = PanelWindow(self.explain, "Explain", "explainWindow", EXPLAIN_SIZE, window)
+        self.classify.explainRequested.connect(self.explain_result)
+        self.evaluation.explainImage.connect(self.explain_path)
         window.set_first_tab(self.docks["filters"])  # the paper's Figure 3 is what a training user wants beside the curves
         # The curves are the centre of the window: its four plots keep room for their axes, and the
         # side panels take what is left (at 1280x800, about 380 pixels).
@@ -114,6 +122,7 @@ class Explorer(JobMixin, QObject):
         window.closed.connect(self.shutdown)
         window.closed.connect(self.experiments_window.close)  # a window of its own: it would outlive the main one
         window.closed.connect(self.evaluation_window.close)
+        window.closed.connect(self.explain_window.close)
         window.destroyed.connect(self.shutdown)
 
     def unelide_tabs(self) -> None:
@@ -142,6 +151,8 @@ class Explorer(JobMixin, QObject):
             if not self.window.session.is_running:  # while training, the filters show the live kernels
                 self.filters.set_model(predictor.model)
         self._show_backend(predictor)
+        if self.explain.u8 is not None and self.torch_model() is not None:
+            self.explain.set_predictor(self.torch_model())  # the image shown, explained by the new model
         if self.model.fast and isinstance(predictor, TorchPredictor):
             self._convert(predictor)
 
@@ -253,6 +264,37 @@ class Explorer(JobMixin, QObject):
 
         chooser.after_job(run_when_loaded)
 
+    # -- explain --------------------------------------------------------------------------------
+
+    def torch_model(self) -> Predictor | None:
+        """The model explanations use: the PyTorch one, also behind fast inference's ONNX twin; an ONNX
+        file opened as such is returned as it is, and the Explain panel says why it cannot be used."""
+        predictor = self.model.predictor
+        if not isinstance(predictor, TorchPredictor) and self._torch_twin is not None:
+            return self._torch_twin
+        return predictor
+
+    def explain_result(self, result: Classified) -> None:
+        """A Classify card's image in the Explain window, its top class explained with the current method."""
+        predictor = self.torch_model()
+        if result.image is None or predictor is None:
+            return
+        self.explain.show_image(Path(result.path).name, result.image, predictor, result.true_index)
+        self.explain_window.show_window()
+
+    def explain_path(self, path: str, true_index: int = -1) -> None:
+        """An image file (an Evaluation image) in the Explain window; the true class is offered when known."""
+        predictor = self.torch_model()
+        if predictor is None:
+            return
+        try:
+            u8 = load_256(path)
+        except ImageError as e:
+            self.window.show_error("Cannot explain this image", f"{e.path}: {e.reason}")
+            return
+        self.explain.show_image(Path(path).name, u8, predictor, true_index if true_index >= 0 else None)
+        self.explain_window.show_window()
+
     # -- drops, export --------------------------------------------------------------------------
 
     def classify_paths(self, paths: list[Path]) -> None:
@@ -279,7 +321,8 @@ class Explorer(JobMixin, QObject):
         JobMixin.shutdown(self)
         # The model choosers load in jobs of their own: after Stop, the run's model starts loading
         # (_on_training_finished) just as a window closing after training quits the app.
-        for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments, self.evaluation, *self.choosers):
+        for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments, self.evaluation,
+                      self.explain, *self.choosers):
             panel.shutdown()
 
 

@@ -84,6 +84,7 @@ class ClassifyPanel(JobMixin, QWidget):
 
     imageClassified = Signal(object)  # Classified, as each arrives
     finished = Signal(bool)  # emitted in the GUI thread when a batch ends; True if cancelled
+    explainRequested = Signal(object)  # Classified: its card's Explain button was pressed
 
     def __init__(self, parent: QWidget | None = None, model: ExplorerModel | None = None) -> None:
         super().__init__(parent)
@@ -243,6 +244,8 @@ class ClassifyPanel(JobMixin, QWidget):
         names = self.predictor.class_names if self.predictor is not None else []
         crops = "10 crops" if self.crops.currentIndex() == 1 else "centre crop"
         card = ResultCard(result, names, crops)
+        if result.error is None:
+            card.explain_button.clicked.connect(lambda: self.explainRequested.emit(result))
         # Newest first, just below the (hidden) hint.
         self.cards_layout.insertWidget(1, card)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPaintEvent, QPixmap
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from alexgui.engine.inference.predict import Classified
 from alexgui.qt.model_names import class_label, short_class_label
@@ -94,7 +94,8 @@ class ProbabilityBars(QWidget):
 
 
 class ResultCard(QFrame):
-    """One image: thumbnail, name, bars (or the reason it could not be classified), time."""
+    """One image: thumbnail, name, bars (or the reason it could not be classified), time, and an
+    Explain button (the Explain window: where the network looked)."""
 
     def __init__(self, result: Classified, class_names: Sequence[str], crops: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -141,7 +142,15 @@ class ResultCard(QFrame):
                 right.addWidget(self.truth)
             self.message = QLabel(f"<span style='color:{MUTED}'>{result.ms:.0f} ms · {crops}</span>")
             self.message.setWordWrap(True)
-            right.addWidget(self.message)
+            self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            self.explain_button = QPushButton("Explain")
+            self.explain_button.setToolTip("Where the network looked: Grad-CAM, occlusion or guided "
+                                           "backpropagation over this image, for any of its top 5 classes")
+            self.explain_button.setEnabled(result.image is not None)
+            footer = QHBoxLayout()
+            footer.addWidget(self.message, 1)
+            footer.addWidget(self.explain_button, 0, Qt.AlignmentFlag.AlignBottom)
+            right.addLayout(footer)
         right.addStretch(1)
         layout = QHBoxLayout(self)
         layout.addWidget(thumb, 0, Qt.AlignmentFlag.AlignTop)

@@ -76,6 +76,7 @@ class EvaluationPanel(JobMixin, QWidget):
 
     evaluated = Signal(object)  # EvaluationReport (GUI thread)
     openInClassify = Signal(str)  # an image path: show it in the Classify panel
+    explainImage = Signal(str, int)  # an image path and its true class: show it in the Explain window
 
     def __init__(self, parent: QWidget | None = None, model: ExplorerModel | None = None) -> None:
         super().__init__(parent)
@@ -147,6 +148,15 @@ class EvaluationPanel(JobMixin, QWidget):
         self.tabs.addTab(cell_tab, "Cell images")
         self.tabs.addTab(self.table, "Per class")
         self.tabs.addTab(self.worst, "Highest loss")
+        self.explain_button = QPushButton("Explain")
+        self.explain_button.setToolTip("Where the network looked in the selected image (Grad-CAM, occlusion, "
+                                       "guided backpropagation); double-click an image to classify it")
+        self.explain_button.setEnabled(False)
+        self.explain_button.clicked.connect(self.explain_selected)
+        self.tabs.setCornerWidget(self.explain_button)
+        self.tabs.currentChanged.connect(lambda _i: self._update_explain_button())
+        for gallery in (self.cell_images, self.worst):
+            gallery.currentItemChanged.connect(lambda *_: self._update_explain_button())
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(self.tabs)
@@ -255,7 +265,7 @@ class EvaluationPanel(JobMixin, QWidget):
         self._shown = self.report.in_cell(shown[row], shown[col])
         more = f"; the first {CELL_SHOWN} shown" if len(self._shown) > CELL_SHOWN else ""
         self.cell_caption.setText(html.escape(self.confusion.describe(row, col)) + more
-                                  + " (double-click one to open it in Classify)")
+                                  + " (double-click one to open it in Classify, or select it and press Explain)")
         self._fill(self.cell_images, self._shown[:CELL_SHOWN])
         self.tabs.setCurrentIndex(0)
 
@@ -270,6 +280,7 @@ class EvaluationPanel(JobMixin, QWidget):
                 icon = QIcon()  # changed or gone since the evaluation: the caption still tells
             item = QListWidgetItem(icon, f"{names[r.predicted]} {r.top_probs[0]:.0%}")
             item.setData(Qt.ItemDataRole.UserRole, r.path)
+            item.setData(Qt.ItemDataRole.UserRole + 1, r.true_index)
             top5 = "\n".join(f"  {p:6.1%}  {names[i]}" for i, p in zip(r.top, r.top_probs))
             item.setToolTip(f"{r.shown_path}\ntrue: {names[r.true_index]} ({r.prob_true:.1%}), loss {r.loss:.2f}\n{top5}")
             view.addItem(item)
@@ -298,6 +309,20 @@ class EvaluationPanel(JobMixin, QWidget):
         self.zoom.blockSignals(True)
         self.zoom.setValue(cell)
         self.zoom.blockSignals(False)
+
+    def _current_gallery_item(self) -> QListWidgetItem | None:
+        gallery = {0: self.cell_images, 2: self.worst}.get(self.tabs.currentIndex())  # the tabs' order
+        return gallery.currentItem() if gallery is not None else None
+
+    def _update_explain_button(self) -> None:
+        self.explain_button.setEnabled(self._current_gallery_item() is not None)
+
+    def explain_selected(self) -> None:
+        """The selected image of the current gallery in the Explain window, with its true class offered."""
+        item = self._current_gallery_item()
+        if item is not None:
+            self.explainImage.emit(str(item.data(Qt.ItemDataRole.UserRole)),
+                                   int(item.data(Qt.ItemDataRole.UserRole + 1)))
 
     def _open_item(self, item: QListWidgetItem) -> None:
         self.openInClassify.emit(str(item.data(Qt.ItemDataRole.UserRole)))
