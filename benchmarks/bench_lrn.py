@@ -41,6 +41,18 @@ def median_ab(a: Callable[[], object], b: Callable[[], object], rounds: int) -> 
     return statistics.median(ta), statistics.median(tb)
 
 
+def compare_layer(name: str, old: Callable[[torch.Tensor], torch.Tensor], lrn: LocalResponseNorm,
+                  x: torch.Tensor, rounds: int) -> None:
+    """One layer's forward and forward+backward, torch's LRN against ours, on the same input."""
+    with torch.no_grad():
+        torch.testing.assert_close(old(x), lrn(x))
+        a, b = median_ab(lambda: old(x), lambda: lrn(x), rounds)
+    print(f"{name + ' forward':28s} {1e3 * a:9.1f} ms {1e3 * b:7.1f} ms {a / b:8.2f}x")
+    xg = x.clone().requires_grad_(True)
+    a, b = median_ab(lambda: old(xg).sum().backward(), lambda: lrn(xg).sum().backward(), rounds)
+    print(f"{name + ' fwd+bwd':28s} {1e3 * a:9.1f} ms {1e3 * b:7.1f} ms {a / b:8.2f}x")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=32)
@@ -51,14 +63,7 @@ def main() -> int:
     old = torch_lrn(lrn)
     print(f"{'':28s} {'torch F.lrn':>12s} {'ours':>10s} {'speed-up':>9s}")
     for name, shape in (("norm1 (48x55x55)", (args.batch, 48, 55, 55)), ("norm2 (128x27x27)", (args.batch, 128, 27, 27))):
-        x = torch.randn(shape).relu()
-        with torch.no_grad():
-            torch.testing.assert_close(old(x), lrn(x))
-            a, b = median_ab(lambda: old(x), lambda: lrn(x), args.rounds)
-        print(f"{name + ' forward':28s} {1e3 * a:9.1f} ms {1e3 * b:7.1f} ms {a / b:8.2f}x")
-        xg = x.clone().requires_grad_(True)
-        a, b = median_ab(lambda: old(xg).sum().backward(), lambda: lrn(xg).sum().backward(), args.rounds)
-        print(f"{name + ' fwd+bwd':28s} {1e3 * a:9.1f} ms {1e3 * b:7.1f} ms {a / b:8.2f}x")
+        compare_layer(name, old, lrn, torch.randn(shape).relu(), args.rounds)
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="paper", num_classes=10)).train()
     norms = [m for m in model.modules() if isinstance(m, LocalResponseNorm)]
