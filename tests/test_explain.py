@@ -285,3 +285,16 @@ def test_the_files_are_a_figure_and_a_plain_float_map(tmp_path) -> None:
     assert sorted(q.name for q in (tmp_path / "out").iterdir()) == ["photo.gradcam.npy", "photo.gradcam.png"]
     assert output_stems(["a/cat.png", "b/cat.png", "c/cat-2.jpg", ""], "occlusion") == [
         "cat.occlusion", "cat-2.occlusion", "cat-2-2.occlusion", "image.occlusion"]
+
+
+def test_the_caption_names_an_imagenet_class_as_people_read_it() -> None:
+    from alexgui.engine.understand.explain_files import caption
+
+    def of(class_name: str) -> str:
+        m = np.zeros((224, 224), np.float32)
+        m[10, 20] = 1.0
+        e = Explanation("gradcam", 0, class_name, 0.5, m, np.zeros((224, 224, 3), np.uint8), 1.0)
+        return caption(e)
+
+    assert of("n01440764") == "Grad-CAM (conv5) · tench (n01440764) 50.0% · peak at row 10, column 20"
+    assert of("polka_dots") == "Grad-CAM (conv5) · polka_dots 50.0% · peak at row 10, column 20"

@@ -93,6 +93,30 @@ def test_a_setting_changed_during_a_map_starts_the_new_one(qtbot, panel: Explain
     assert e.method == "guided-backprop"
 
 
+def test_a_new_image_during_a_map_drops_the_old_images_result(qtbot, panel: ExplainPanel) -> None:  # type: ignore[no-untyped-def]
+    """The class list and the map are the new image's, never the one left behind (a new model loaded
+    re-explains the image shown, and Explain pressed on another card at once must win)."""
+    first, second = small_torch_predictor(num_classes=3), small_torch_predictor(num_classes=7)
+    blue = np.asarray(colour_image("blue", 1, size=(256, 256)))
+    panel.stride.setValue(8)
+    panel.method.setCurrentIndex(panel.method.findData("occlusion"))
+    panel.show_image("red.png", image_u8(), first)
+    assert panel.is_busy()
+    seen = []
+    panel.explained.connect(seen.append)
+    panel.stride.blockSignals(True)
+    panel.stride.setValue(112)
+    panel.patch.setValue(112)
+    panel.stride.blockSignals(False)
+    panel.show_image("blue.png", blue, second)
+    qtbot.waitUntil(lambda: bool(seen) and not panel.is_busy(), timeout=WAIT_MS)
+    probs, _ = second.predict_u8(blue[None])
+    assert all(e.crop.shape == (224, 224, 3) for e in seen)
+    np.testing.assert_array_equal(seen[-1].crop, blue[16:240, 16:240])
+    assert panel.class_box.count() == 5 and panel.class_box.itemData(0) == int(probs[0].argmax())
+    assert all(np.array_equal(e.crop, blue[16:240, 16:240]) for e in seen)
+
+
 def test_opacity_redraws_and_save_png_writes_the_figure(qtbot, panel: ExplainPanel, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     predictor = small_torch_predictor(num_classes=3)
     explained(qtbot, panel, lambda: panel.show_image("red.png", image_u8(), predictor))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexgui.engine.model.zoo import readable_class
 from alexgui.engine.store.atomic import atomic_write_bytes
 from alexgui.engine.understand.explain import METHOD_TITLES, Explanation
 from alexgui.engine.understand.figures import png_of_image
@@ -60,7 +61,8 @@ def overlay(explanation: Explanation, opacity: float = DEFAULT_OPACITY) -> np.nd
 
 def caption(explanation: Explanation) -> str:
     row, col = explanation.peak
-    return (f"{METHOD_TITLES[explanation.method]} · {explanation.class_name} {100 * explanation.prob:.1f}% · "
+    name = readable_class(explanation.class_name)  # "tench (n01440764)" for a model trained on ImageNet folders
+    return (f"{METHOD_TITLES[explanation.method]} · {name} {100 * explanation.prob:.1f}% · "
             f"peak at row {row}, column {col}")
 
 

@@ -51,11 +51,11 @@ from alexgui.qt.panels.explain_view import ColourScale, LargerView, ScaledImage
 from alexgui.qt.workers import describe_error
 
 TOP_K = 5
-UNITS = {
-    "gradcam": "conv5's evidence for the class (both towers), relative to its largest",
-    "occlusion": "how much hiding the place lowers the class's probability, relative to the largest drop",
-    "guided-backprop": "guided gradient of the class's score at each pixel, relative to its largest",
-    "saliency": "gradient of the class's score at each pixel, relative to its largest",
+UNITS = {  # what the colours measure, each relative to the map's largest value
+    "gradcam": "conv5's evidence for the class (both towers)",
+    "occlusion": "the class's probability lost when the place is hidden",
+    "guided-backprop": "the class score's guided gradient at each pixel",
+    "saliency": "the class score's gradient at each pixel",
 }
 
 
@@ -85,6 +85,7 @@ class ExplainPanel(JobMixin, QWidget):
         self.explanation: Explanation | None = None
         self._ranked = False  # the class list holds this image's top 5
         self._again = False  # a setting changed while a map was computed: compute the new one after
+        self._image_id = 0  # which show_image a job's result belongs to: one for an image left is dropped
 
         self.title = QLabel("Nothing to explain yet: press Explain on a Classify card, or on an Evaluation image.")
         self.title.setWordWrap(True)
@@ -173,6 +174,7 @@ class ExplainPanel(JobMixin, QWidget):
         self.name, self.u8, self.predictor, self.true_index = name, u8, predictor, true_index
         self.explanation = None
         self._ranked = False
+        self._image_id += 1
         self.class_box.blockSignals(True)
         self.class_box.clear()
         self.class_box.blockSignals(False)
@@ -206,7 +208,8 @@ class ExplainPanel(JobMixin, QWidget):
         if method == "occlusion":
             self.progress.begin(0, label="occluding")
         job = self.new_job(_explain_job, self.predictor, self.u8, method, index, self.patch.value(), self.stride.value())
-        job.yielded.connect(lambda result: self._on_result(*result))
+        image_id = self._image_id
+        job.yielded.connect(lambda result: self._on_result(*result) if image_id == self._image_id else None)
         job.progress.connect(lambda done, total, _msg: self.progress.advance(done, total))
         job.errored.connect(self._on_error)
         job.start()
@@ -238,7 +241,7 @@ class ExplainPanel(JobMixin, QWidget):
         if not self._ranked:
             self._fill_classes(probs, e.class_index)
         self.explanation = e
-        drop = f" (largest drop {100 * e.raw_max:.1f} points)" if e.method == "occlusion" else ""
+        drop = f"; largest drop {100 * e.raw_max:.1f} points" if e.method == "occlusion" else ""
         self.scale.set_unit(UNITS[e.method] + drop)
         self.caption.setText(caption(e))
         self.save_button.setEnabled(True)

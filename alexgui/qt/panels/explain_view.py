@@ -64,7 +64,7 @@ class ColourScale(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.unit = ""
-        self.setMinimumHeight(30)
+        self.setMinimumHeight(36)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def set_unit(self, text: str) -> None:
@@ -73,7 +73,7 @@ class ColourScale(QWidget):
         self.update()
 
     def sizeHint(self) -> QSize:
-        return QSize(300, 30)
+        return QSize(300, 36)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
@@ -90,7 +90,7 @@ class ColourScale(QWidget):
         painter.drawText(0, 14, "low")
         painter.drawText(left + ramp_w + 4, 14, "high")
         if self.unit:
-            painter.drawText(0, 28, metrics.elidedText(self.unit, Qt.TextElideMode.ElideRight, self.width()))
+            painter.drawText(0, 18 + metrics.height(), metrics.elidedText(self.unit, Qt.TextElideMode.ElideRight, self.width()))
         painter.end()
 
 
