@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_train_gpu
 	$(BIN)/python -m benchmarks.bench_structure --minutes 5
 	$(BIN)/python -m benchmarks.bench_cpu_bf16
+	$(BIN)/python -m benchmarks.bench_lrn
+	$(BIN)/python -m benchmarks.bench_explain
 
 # The GPU suite (benchmarks/README.md says how to run it on the device machine): here it runs on this
 # machine's GPU, or with SUITE_ARGS=--dry-run on the CPU at toy size. runs/ is git-ignored.

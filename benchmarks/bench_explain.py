@@ -8,6 +8,7 @@
    B' one forward and backward pass to the input only (no weight gradients: what the maps need);
    gradcam, guided-backprop, saliency, and occlusion with a 32-pixel patch at stride 16 (169 copies),
    each as explain() computes it (the probabilities' forward pass included).
+   Printed as seconds and as multiples of B and of B' (written B_).
    The issue's goals: Grad-CAM at most 1.5 B; occlusion 32/16 under 2 s.
 2. Faithfulness, with --model and --images (class subfolders): for the first --n images, taken in turn
    from each class, each method's deletion check for the image's top class: how often greying the map's
@@ -131,10 +132,11 @@ def main() -> int:
         if not args.no_speed:
             s = speed(predictor, args.rounds)
             report[f"speed/{name}"] = s
-            unit = s["forward+backward"]
+            unit, to_input = s["forward+backward"], s["fwd+bwd to input"]
             print(f"\n{name} ({predictor.arch}): seconds per image, median of {args.rounds}")
+            print(f"  {'':18s} {'':9s} {'x B':>6s} {'x B_':>6s}")
             for method, t in s.items():
-                print(f"  {method:18s} {t:7.3f} s  {t / unit:6.2f} x forward+backward")
+                print(f"  {method:18s} {t:7.3f} s {t / unit:6.2f} {t / to_input:6.2f}")
         if args.images:
             f = faithfulness(predictor, args.images, args.n)
             report[f"deletion/{name}"] = f

@@ -17,6 +17,13 @@ screen is 800x600, and the window keeps itself inside its screen).
 
 saves only the layout check (no run needed): the window at 1280x800 with two runs, a long error and
 each dock in front in turn, then after View > Reset layout, into /tmp/alexgui-layout/ (not docs/).
+
+    python docs/make_screenshots.py --run /tmp/demo-run --explain-only [--photo-run RUN --photo IMAGE]
+
+saves only the Explain window: Explain pressed on a Classify card of a demo validation image with the
+run's model (docs/screenshot-explain.png), and with --photo-run and --photo, a real photograph with a
+model trained on photographs (docs/screenshot-explain-photo.png, occlusion). The full run (without
+--explain-only) saves the first of these too.
 """
 
 from __future__ import annotations
@@ -144,11 +151,43 @@ def evaluation_shot(explorer, run: Path, name: str) -> None:  # type: ignore[no-
     save(explorer.evaluation_window, name)
 
 
+def confident_demo_image(predictor) -> Path:  # type: ignore[no-untyped-def]
+    """Of the first validation image of each demo class, the one the model classifies right most surely."""
+    from alexgui.engine.data.imageio import load_256
+
+    demo = ensure_demo_dataset(cache_dir())
+    best, best_p = None, -1.0
+    for folder in sorted((demo / "val").iterdir()):
+        image = sorted(folder.iterdir())[0]
+        probs, _ = predictor.predict_u8(load_256(image)[None])
+        names = predictor.class_names
+        if folder.name in names and probs[0].argmax() == names.index(folder.name) and probs[0].max() > best_p:
+            best, best_p = image, float(probs[0].max())
+    return best or sorted(sorted((demo / "val").iterdir())[0].iterdir())[0]
+
+
+def explain_shot(explorer, image: Path, name: str, method: str = "gradcam") -> None:  # type: ignore[no-untyped-def]
+    """Classify one image, press its card's Explain button, pick `method`, save the Explain window."""
+    explorer.classify.clear()
+    explorer.classify.classify_paths([image])
+    wait(lambda: not explorer.classify.is_busy() and explorer.classify.card_widgets(), 300, "classification")
+    explorer.classify.card_widgets()[0].explain_button.click()
+    panel = explorer.explain
+    wait(lambda: panel.explanation is not None and not panel.is_busy(), 300, "the explanation")
+    if method != "gradcam":
+        panel.method.setCurrentIndex(panel.method.findData(method))
+        wait(lambda: not panel.is_busy() and panel.explanation.method == method, 300, f"the {method} map")
+    save(explorer.explain_window, name)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, help="a demo run trained with alexgui train (see above)")
     p.add_argument("--live-steps", type=int, default=8, help="steps to train live in the window before saving it")
     p.add_argument("--layout-only", action="store_true", help="only the layout check, into /tmp/alexgui-layout")
+    p.add_argument("--explain-only", action="store_true", help="only the Explain window's screenshots")
+    p.add_argument("--photo-run", type=Path, help="with --explain-only: a run trained on photographs")
+    p.add_argument("--photo", type=Path, help="with --photo-run: the photograph to explain")
     args = p.parse_args()
     if args.run is None and not args.layout_only:
         p.error("--run is required (or --layout-only)")
@@ -169,6 +208,28 @@ def main() -> int:
         layout_check(app, window, work, out)
         experiments_shot(window.explorer, work, str(out / "experiments.png"))
         window.explorer.shutdown()
+        window.close()
+        return 0
+
+    if args.explain_only:
+        settings = AppSettings(open_settings("alexgui-screenshots", "alexgui"))
+        settings.runs_root = work / "runs"
+        import alexgui.qt.main_window as main_window_module
+
+        main_window_module.AppSettings = lambda: settings
+        app, window = gui.build(argparse.Namespace(run=[], data=None, model=None))
+        window.resize(1280, 800)
+        window.show()
+        explorer = window.explorer
+        explorer.load_model(str(args.run))
+        wait(lambda: explorer.classify.predictor is not None, 300, "the model to load")
+        explain_shot(explorer, confident_demo_image(explorer.classify.predictor), "screenshot-explain.png")
+        if args.photo_run is not None and args.photo is not None:
+            explorer.load_model(str(args.photo_run))
+            wait(lambda: explorer.classify.predictor is not None
+                 and str(args.photo_run.name) in explorer.classify.predictor.source, 300, "the photo model to load")
+            explain_shot(explorer, args.photo, "screenshot-explain-photo.png", method="occlusion")
+        explorer.shutdown()
         window.close()
         return 0
 
@@ -237,6 +298,7 @@ def main() -> int:
 
     experiments_shot(explorer, work, "screenshot-experiments.png")
     evaluation_shot(explorer, run, "screenshot-evaluation.png")
+    explain_shot(explorer, confident_demo_image(explorer.classify.predictor), "screenshot-explain.png")
 
     explorer.shutdown()
     window.close()
