@@ -19,6 +19,7 @@ Arch = Literal["paper", "torchvision"]
 Activation = Literal["relu", "tanh"]
 Pooling = Literal["overlapping", "non-overlapping"]
 LrnFormula = Literal["paper", "torch"]
+Finetune = Literal["head", "fc", "all"]
 
 
 @dataclass
@@ -83,6 +84,12 @@ class TrainConfig:
     log_every: int = 1  # write a step line to metrics.jsonl every N steps
     checkpoint_minutes: float = 10.0  # also write last.safetensors this often within an epoch; 0 = epoch ends only
     compile: bool = False  # torch.compile the model (CUDA mainly; the first steps are slow while it compiles)
+    # Fine-tuning (engine/training/init_source.py). "" starts from random weights, as the paper does;
+    # "torchvision" (its ImageNet weights), a checkpoint file or a run folder starts from that network,
+    # whose architecture and preprocessing the run then takes. conv1_init_std and conv1_lr_scale do not apply.
+    init: str = ""
+    finetune: Finetune = "all"  # with init: "head" (the last layer learns), "fc" (fc6-fc8) or "all"
+    pretrained_lr_scale: float = 0.1  # with init and finetune "all": the pretrained layers' multiple of lr
 
 
 @dataclass
@@ -196,7 +203,10 @@ RANGES: dict[tuple[str, str], Range] = {
     ("train", "seed"): _SEED,
     ("train", "log_every"): Range(1, 10**9),
     ("train", "checkpoint_minutes"): Range(0, 10**6),
+    ("train", "pretrained_lr_scale"): Range(0, 1000, open_low=True),
 }
+# String settings that may be empty: no source to start from means random weights.
+MAY_BE_EMPTY = frozenset({("train", "init")})
 
 
 def min_crop(pooling: str) -> int:
@@ -209,7 +219,8 @@ def check_setting(section: str, name: str, value: Any, where: str) -> Any:
     """`value` for one setting, checked as a TOML value is (type, choices, range); ConfigError names `where`
     (a file's table and key, or a command-line flag) and what is accepted."""
     kind = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}[section]
-    return _check_value(get_type_hints(kind)[name], value, where, RANGES.get((section, name)))
+    return _check_value(get_type_hints(kind)[name], value, where, RANGES.get((section, name)),
+                        (section, name) in MAY_BE_EMPTY)
 
 
 def _section(kind: type, section: str, values: dict[str, Any], source: str) -> Any:
@@ -223,15 +234,16 @@ def _section(kind: type, section: str, values: dict[str, Any], source: str) -> A
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
     out = {}
     for name, value in values.items():
-        out[name] = _check_value(hints[name], value, f"{where} {name}", RANGES.get((section, name)))
+        out[name] = _check_value(hints[name], value, f"{where} {name}", RANGES.get((section, name)),
+                                 (section, name) in MAY_BE_EMPTY)
     return kind(**out)
 
 
-def _check_value(hint: Any, value: Any, where: str, accepted: Range | None = None) -> Any:
+def _check_value(hint: Any, value: Any, where: str, accepted: Range | None = None, may_be_empty: bool = False) -> Any:
     value = _check_type(hint, value, where)
     if accepted is not None and value not in accepted:
         raise ConfigError(f"{where}: {value!r} is out of range; give {accepted.describe(hint is int)}")
-    if hint is str and not value.strip():
+    if hint is str and not may_be_empty and not value.strip():
         raise ConfigError(f"{where}: must not be empty")
     return value
 

@@ -35,6 +35,8 @@ class Preset:
     weight_decay: float = PAPER_WEIGHT_DECAY
     conv1_init_std: float = PAPER_CONV1_INIT_STD
     conv1_lr_scale: float = PAPER_CONV1_LR_SCALE
+    init: str = ""  # fine-tuning presets: the network to start from (TrainConfig.init) ...
+    finetune: str = "all"  # ... and what learns
 
     def values(self) -> RecipeValues:
         """The fields of RECIPE_FIELDS, in that order, as `matching` compares them."""
@@ -45,6 +47,7 @@ class Preset:
         """`cfg` with this preset's recipe (in place, and returned); every other setting untouched."""
         for name, value in zip(RECIPE_FIELDS, self.values()):
             setattr(cfg.train, name, value)
+        cfg.train.init, cfg.train.finetune = self.init, self.finetune  # type: ignore[assignment]
         return cfg
 
 
@@ -64,6 +67,9 @@ class Preset:
 # the others' rate conv1 also grows as fast as it needs to: the score passes 0.5 after 5 steps and is
 # 0.85 at 5 minutes, and the validation error is no worse at each epoch (54.0% against 55.3% after 3;
 # measured side by side, benchmarks/bench_structure.py --baseline).
+# The photos preset trains a new last layer alone on fc7's 4096 features (benchmarks/README.md, fine-tuning).
+PHOTOS_EPOCHS = 10
+PHOTOS_LR = 0.001
 QUICK_CONV1_INIT_STD = 1e-5
 QUICK_CONV1_LR_SCALE = 10.0
 PRESETS = (
@@ -91,12 +97,25 @@ PRESETS = (
         "when validation error stalls (3 times), every layer initialised from N(0, 0.01). Days on "
         "ImageNet; meant for a GPU.",
     ),
+    Preset(
+        "photos",
+        "My photos (quick)",
+        epochs=PHOTOS_EPOCHS,
+        batch_size=32,
+        lr=PHOTOS_LR,
+        init="torchvision",
+        finetune="head",
+        note="Your own classes from a few hundred photos: torchvision's AlexNet trained on ImageNet (its "
+        "weights in torch's hub cache) keeps everything it learnt, and only a new last layer learns your "
+        "classes, on the 4096 features of its last hidden layer (the paper's Figure 4). Minutes on a laptop CPU.",
+    ),
 )
 QUICK = PRESETS[0]  # the demo data's preset: the app's first launch, `alexgui train` on the demo data
 PAPER = PRESETS[1]
 ALIASES = {"demo": "quick"}  # other names --preset accepts
 CUSTOM = "custom"
-CUSTOM_NOTE = "Custom recipe: epochs, batch size, learning rate, momentum or weight decay differ from every preset."
+CUSTOM_NOTE = ("Custom recipe: epochs, batch size, learning rate, momentum, weight decay or where the run starts "
+               "differ from every preset.")
 
 
 def preset_named(name: str) -> Preset | None:
@@ -105,7 +124,7 @@ def preset_named(name: str) -> Preset | None:
     return next((p for p in PRESETS if p.name == key), None)
 
 
-def matching(values: RecipeValues) -> Preset | None:
+def matching(values: RecipeValues, init: str = "", finetune: str = "all") -> Preset | None:
     """The preset whose recipe these values are, or None (the form then says "Custom").
 
     Floats are compared to a relative 1e-9: a spin box rounds to its decimals, which these presets'
@@ -115,6 +134,7 @@ def matching(values: RecipeValues) -> Preset | None:
         return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1e-12)
 
     for preset in PRESETS:
-        if all(same(float(a), float(b)) for a, b in zip(preset.values(), values)):
+        start = preset.init == init and (not init or preset.finetune == finetune)
+        if start and all(same(float(a), float(b)) for a, b in zip(preset.values(), values)):
             return preset
     return None

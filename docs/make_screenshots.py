@@ -18,6 +18,10 @@ screen is 800x600, and the window keeps itself inside its screen).
 saves only the layout check (no run needed): the window at 1280x800 with two runs, a long error and
 each dock in front in turn, then after View > Reset layout, into /tmp/alexgui-layout/ (not docs/).
 
+    python docs/make_screenshots.py --finetune-only [--data PHOTOS]
+
+saves only the window with the Training form set for "My photos (quick)" (docs/screenshot-finetune.png).
+
     python docs/make_screenshots.py --run /tmp/demo-run --explain-only [--photo-run RUN --photo IMAGE]
 
 saves only the Explain window: Explain pressed on a Classify card of a demo validation image with the
@@ -180,6 +184,50 @@ def explain_shot(explorer, image: Path, name: str, method: str = "gradcam") -> N
     save(explorer.explain_window, name)
 
 
+def finetune_shot(data: Path | None) -> int:
+    """The window at 1280x800 with the Training form set for "My photos (quick)" on `data`. Without
+    torchvision's weights in torch's hub cache (this machine cannot download them), a stand-in file of
+    their shapes is written to a temporary hub and the registry's checksum set to it for this process:
+    the form shows only what it reads from the file's name and the network's shapes."""
+    import dataclasses
+
+    from alexgui.engine.model import zoo
+    from alexgui.engine.model.torchvision_alexnet import TorchvisionAlexNet
+
+    work = Path(tempfile.mkdtemp(prefix="alexgui-shots-"))
+    entry = zoo.default_entry()
+    if zoo.find_weights(entry) is None:
+        hub = work / "hub"
+        hub.mkdir()
+        torch.save(TorchvisionAlexNet(num_classes=1000).state_dict(), hub / entry.filename)
+        stand_in = dataclasses.replace(entry, sha256=zoo.sha256_file(hub / entry.filename))
+        zoo.hub_checkpoints_dir = lambda: hub  # type: ignore[assignment]
+        zoo.default_entry = lambda: stand_in  # type: ignore[assignment]
+        print("torchvision's weights are not in the hub cache: a stand-in of their shapes is used for the screenshot")
+    write_screen_config()
+    settings = AppSettings(open_settings("alexgui-screenshots", "alexgui"))
+    settings.store.clear()
+    settings.runs_root = work / "runs"
+    import alexgui.qt.main_window as main_window_module
+
+    main_window_module.AppSettings = lambda: settings
+    app, window = gui.build(argparse.Namespace(run=[], data=None, model=None))
+    window.resize(1280, 800)
+    window.show()
+    form = window.monitor.form
+    if data is not None:
+        form.set_dataset(str(data.resolve()))
+    form.preset.setCurrentIndex(form.preset.findData("photos"))
+    settle(300)
+    group = form.start_from.source.parentWidget()  # the Start from group at the top, the preset below it
+    window.monitor.scroll.verticalScrollBar().setValue(group.y() - 4)
+    settle(500)
+    save(window, "screenshot-finetune.png")
+    window.explorer.shutdown()
+    window.close()
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, help="a demo run trained with alexgui train (see above)")
@@ -188,7 +236,12 @@ def main() -> int:
     p.add_argument("--explain-only", action="store_true", help="only the Explain window's screenshots")
     p.add_argument("--photo-run", type=Path, help="with --explain-only: a run trained on photographs")
     p.add_argument("--photo", type=Path, help="with --photo-run: the photograph to explain")
+    p.add_argument("--finetune-only", action="store_true",
+                   help="only the training form set for 'My photos (quick)' (no run needed; --data: the photos folder)")
+    p.add_argument("--data", type=Path, help="with --finetune-only: the dataset the form shows")
     args = p.parse_args()
+    if args.finetune_only:
+        return finetune_shot(args.data)
     if args.run is None and not args.layout_only:
         p.error("--run is required (or --layout-only)")
 

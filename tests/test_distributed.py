@@ -180,3 +180,22 @@ def test_two_ranks_at_batch_b_match_one_process_at_2b_and_resume(dataset: Path, 
         torch.testing.assert_close(b.tensors[key], a.tensors[key], rtol=1e-4, atol=atol, msg=key)
     assert "rank 1" not in first.stdout  # other ranks stay quiet
     assert json.loads((out / "preflight.json").read_text())["train_images"] == 12
+
+
+def test_a_fine_tune_under_torchrun_keeps_its_frozen_layers_on_every_rank(tmp_path: Path) -> None:
+    """Two processes fine-tune the fc layers of a network made for the purpose: the convolutional layers
+    stay bit-identical (DDP shares only the gradients of what learns), and the lineage is recorded."""
+    from tests.finetune_helpers import make_source_run, new_classes
+
+    source = make_source_run(tmp_path / "source")
+    data = new_classes(tmp_path / "data", train_per_class=4, val_per_class=1)
+    out = tmp_path / "run"
+    result = torchrun("--data", str(data), "--out", str(out), "--init", str(source), "--finetune", "fc",
+                      "--max-steps", "2", "--workers", "0", "--lr", "0.0003")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ckpt = load_checkpoint(out / "checkpoints" / "last.safetensors")
+    assert ckpt.meta["world_size"] == 2 and ckpt.meta["lineage"]["finetune"] == "fc"
+    origin = load_checkpoint(source / "checkpoints" / "best.safetensors").tensors
+    convs = [k for k in origin if k.startswith("model.") and ".conv" in k]
+    assert convs and all(torch.equal(origin[k], ckpt.tensors[k]) for k in convs)
+    assert not torch.equal(origin["model.towers.0.fc6.weight"], ckpt.tensors["model.towers.0.fc6.weight"])

@@ -39,7 +39,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
 
 def test_the_app_and_the_command_line_share_one_definition() -> None:
     assert qt_presets.PRESETS is presets.PRESETS and qt_presets.matching is presets.matching
-    assert [p.name for p in PRESETS] == ["quick", "paper"]
+    assert [p.name for p in PRESETS] == ["quick", "paper", "photos"]
     assert presets.preset_named("demo") is QUICK and presets.preset_named("Paper") is PAPER
     assert presets.preset_named("nope") is None
 
@@ -120,7 +120,7 @@ def test_a_bad_preset_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["train", "--out", str(tmp_path / "r"), "--preset", "fast"]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "argument --preset: 'fast' is not a preset; give one of quick, paper, demo" in lines[0]
+    assert len(lines) == 1 and "argument --preset: 'fast' is not a preset; give one of quick, paper, photos, demo" in lines[0]
     assert captured.out == "" and not (tmp_path / "r").exists()
 
 

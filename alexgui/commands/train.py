@@ -50,6 +50,11 @@ _OVERRIDES: list[tuple[str, str, str, Any, str]] = [
     ("--workers", "data", "workers", int, "decoding worker processes when the cache is off (default 2)"),
     ("--val-fraction", "data", "val_fraction", float, "held-out share when there is no val/ folder"),
     ("--pca-noise", "data", "pca_noise", float, "PCA colour noise std (default 0.1; 0 = off)"),
+    ("--finetune", "train", "finetune", str,
+     "with --init: head (only the new last layer learns), fc (fc6, fc7 and the last layer) or all (default; the "
+     "pretrained layers at --pretrained-lr-scale times the rate)"),
+    ("--pretrained-lr-scale", "train", "pretrained_lr_scale", float,
+     "with --init and --finetune all: the pretrained layers' multiple of the learning rate (default 0.1)"),
 ]
 _WIDTH = 78  # the description and the presets' notes are wrapped here (argparse keeps them as written)
 _SWITCHES: list[tuple[str, str, str, bool, str]] = [
@@ -82,6 +87,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     names = ", ".join([p.name for p in PRESETS] + [f"{alias} (= {name})" for alias, name in ALIASES.items()])
     p.add_argument("--preset", type=preset_name, default=None, metavar="NAME",
                    help=f"start from the app's recipe preset: {names} (below); flags given with it override it")
+    p.add_argument("--init", metavar="SOURCE", default=None,
+                   help="start from a trained network instead of random weights: torchvision (ImageNet weights from "
+                   "the model zoo), a checkpoint file or a run folder (its best checkpoint); its architecture and "
+                   "preprocessing are kept, the last layer is replaced for your classes (see --finetune)")
+    p.add_argument("--download", action="store_true", help="with --init torchvision: download the weights when missing")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument(
         "--restart",
@@ -139,6 +149,10 @@ def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
     values = (preset.apply(copy.deepcopy(base)) if preset else base).to_dict()  # a deep copy; validated as a whole below
     if args.data is not None:
         values["data"]["data"] = str(Path(args.data).expanduser().resolve()) if args.data != "demo" else "demo"
+    init = getattr(args, "init", None)
+    if init is not None:  # a path is kept absolute, as --data is: the run may be resumed from elsewhere
+        values["train"]["init"] = init if init.strip().lower() in ("torchvision", "torchvision-alexnet", "") else \
+            str(Path(init).expanduser().resolve())
     for flag, section, name, _, _ in _OVERRIDES:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
@@ -197,6 +211,7 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
         implied = implicit_preset(args)
         cfg = config_from_args(args, QUICK.apply(base) if implied else base)
         _check_device_and_data(cfg, args.config)
+        _check_init(args, cfg)
         if implied and _first_process():  # said once every argument is known good: a refused command prints one error line
             print(f"alexgui train: the demo data with no --preset: the {QUICK.name} preset (batch {QUICK.batch_size}, "
                   f"{QUICK.epochs} epochs, lr {QUICK.lr:g}, conv1 initial std {QUICK.conv1_init_std:g}; flags override it); "
@@ -225,6 +240,24 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
               "(give a larger --max-steps to train on)")  # fmt: skip
         return None
     return cfg, run_dir
+
+
+def _check_init(args: argparse.Namespace, cfg: RunConfig) -> None:
+    """A new fine-tuned run: its source loaded and checked, and the architecture and crop taken from it, before
+    the run folder is made (a missing, damaged or unsuitable source leaves nothing behind)."""
+    if not cfg.train.init:
+        given = [flag for flag in ("--finetune", "--pretrained-lr-scale") if getattr(args, flag[2:].replace("-", "_"), None)]
+        if given:
+            raise ConfigError(f"argument {given[0]}: only with --init (a run from random weights trains every layer)")
+        return
+    from alexgui.commands.classify import stderr_progress
+    from alexgui.engine.training.init_source import adopt_source, check_arch, resolve_init_source
+
+    download = getattr(args, "download", False)
+    source = resolve_init_source(cfg.train.init, allow_download=download,
+                                 progress=stderr_progress("download", scale=1e6, unit="MB") if download else None)
+    check_arch(getattr(args, "arch", None), source)
+    adopt_source(cfg, source)
 
 
 def _check_device_and_data(cfg: RunConfig, source: Path | None) -> None:

@@ -45,6 +45,10 @@ class RunStarted(Event):
     steps_per_epoch: int
     epochs: int
     resumed: bool = False
+    # A fine-tuned run: where it started and what it trains ("fine-tuned from torchvision (...): trained the
+    # last layer, ..."); and how many of the network's parameters learn. Empty and 0 for a run from scratch.
+    start: str = ""
+    trainable_params: int = 0
 
 
 @dataclass

@@ -124,6 +124,10 @@ class TrainingControls:
         if self.session.is_running:
             return
         w = self.window
+        problem = w.monitor.form.start_from.problem
+        if problem:  # checked before a run folder is made (the run checks the weights themselves too)
+            w.show_error("Cannot start from this network", problem)
+            return
         cfg = w.monitor.form.config()
         w.settings.last_config = cfg
         w.settings.preset = w.monitor.form.preset_name

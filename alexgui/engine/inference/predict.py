@@ -122,6 +122,7 @@ class TorchPredictor(Predictor):
         self.fingerprint = fingerprint
         self.source = source
         self.wnids = list(wnids) if wnids is not None else None
+        self.lineage: dict[str, Any] | None = None  # where a fine-tuned checkpoint came from (init_source.lineage)
         self._lock = threading.Lock()
 
     # ---- construction -----------------------------------------------------------------------
@@ -171,7 +172,10 @@ class TorchPredictor(Predictor):
             preprocess = Preprocess.from_description(meta["preprocessing"], split_prefix(ckpt.tensors, "stats."))
         except ValueError as e:
             raise PredictorError(f"{path}: {e}") from None
-        return cls.from_state(cfg.model, state, preprocess, list(meta["class_names"]), str(path), device)
+        predictor = cls.from_state(cfg.model, state, preprocess, list(meta["class_names"]), str(path), device)
+        lineage = meta.get("lineage")
+        predictor.lineage = lineage if isinstance(lineage, dict) else None  # a fine-tuned model's origin
+        return predictor
 
     @classmethod
     def from_run_dir(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> TorchPredictor:
@@ -252,7 +256,10 @@ class TorchPredictor(Predictor):
 
     def describe(self) -> dict[str, Any]:
         device = str(next(self.model.parameters()).device)
-        return {**super().describe(), "backend": "torch", "provider": device, "preprocessing": self.preprocess.describe()}
+        out = {**super().describe(), "backend": "torch", "provider": device, "preprocessing": self.preprocess.describe()}
+        if self.lineage is not None:
+            out["lineage"] = self.lineage
+        return out
 
 
 # ---- classifying files ------------------------------------------------------------------------

@@ -136,6 +136,7 @@ def resumed_config(cfg: RunConfig, checkpoint: Checkpoint) -> RunConfig:
     out = copy.deepcopy(cfg)
     out.model = saved.model
     out.data.crop = saved.data.crop
+    out.data.resize = saved.data.resize  # the preprocessing (a mean image of this size) is the checkpoint's
     return out
 
 

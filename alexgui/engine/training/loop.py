@@ -18,6 +18,7 @@ import copy
 import math
 import time
 from collections.abc import Generator, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ from alexgui.engine.model.placement import take_tower_stats
 from alexgui.engine.store.atomic import atomic_write_text
 from alexgui.engine.store.checkpoint import save_checkpoint
 from alexgui.engine.store.rundir import RunDir
-from alexgui.engine.training.background import prefetched
+from alexgui.engine.training.background import prefetched, reporting
 from alexgui.engine.training.checkpoints import (
     Position,
     check_resumable,
@@ -69,10 +70,19 @@ from alexgui.engine.training.distributed import (
 )
 from alexgui.engine.training.distributed import steps_per_epoch as epoch_steps
 from alexgui.engine.training.evaluation import hit_rates, validate
+from alexgui.engine.training.head_features import HeadFeatures, head_features, head_step
+from alexgui.engine.training.init_source import (
+    adopt_source,
+    describe_lineage,
+    lineage,
+    resolve_init_source,
+    trainable_parameters,
+)
 from alexgui.engine.training.memory import reusing_freed_memory
 from alexgui.engine.training.precision import autocast, memory_format, precision_note
 from alexgui.engine.training.setup import preflight, prepare_data, trainable, training_preprocess
 from alexgui.errors import AlexguiError, Cancelled
+from alexgui.paths import cache_dir
 
 
 def train(
@@ -168,6 +178,14 @@ class _Trainer:
                 yield Finished(self.step, self.epoch, reason="max_steps")
                 return
         cfg = self.cfg
+        source = None
+        self.lineage: dict[str, Any] | None = None
+        if checkpoint is not None:
+            saved_lineage = checkpoint.meta.get("lineage")
+            self.lineage = saved_lineage if isinstance(saved_lineage, dict) else None
+        elif cfg.train.init:  # the source is checked before the data is read (a bad one fails at once)
+            source = resolve_init_source(cfg.train.init, stop=self.control.stop)
+            adopt_source(cfg, source)
 
         data: PreparedData = yield from prepare_data(cfg, self.dist, self.step, self.epoch, self.control.stop)
         self.run_dir.write_preflight(preflight(cfg, data))
@@ -179,7 +197,7 @@ class _Trainer:
                 skipped=[{"path": s.path, "reason": s.reason} for s in data.skipped],
             )
         )
-        preprocess = yield from training_preprocess(cfg, data, checkpoint, self.step, self.epoch, self.control.stop)
+        preprocess = yield from training_preprocess(cfg, data, checkpoint, self.step, self.epoch, self.control.stop, source)
         self.preprocess = preprocess.to(device)
         if self.dist.is_main:  # only once resuming is known to fit the data (a refusal leaves the file alone)
             atomic_write_text(self.run_dir.config_path, cfg.to_toml())
@@ -187,7 +205,18 @@ class _Trainer:
 
         cfg.model.num_classes = len(data.class_names)
         # step_model is what a training step calls: DistributedDataParallel around the model when distributed.
-        self.model, self.step_model, self.schedule, self.optimizer = trainable(cfg, checkpoint, self.devices, self.dist)
+        self.model, self.step_model, self.schedule, self.optimizer, head_kept = trainable(
+            cfg, checkpoint, self.devices, self.dist, source, self.class_names)
+        if source is not None:
+            self.lineage = lineage(source, cfg.train.finetune, head_kept)
+        # A head fine-tune in one process on one device trains fc8 on fc7 features computed once
+        # (head_features.py); under torchrun or split over two devices it takes the full network's step.
+        self.features: HeadFeatures | None = None
+        if cfg.train.init and cfg.train.finetune == "head" and not self.dist.active and len(self.devices) == 1:
+            fingerprint = str((self.lineage or {}).get("fingerprint", cfg.train.init))
+            self.features = yield from reporting(
+                head_features, self.step, self.epoch, self.model, self.preprocess, data.train, data.val, fingerprint,
+                cfg.train.seed, cfg.data.ten_crop_eval, device, cache_dir(), stop=self.control.stop)
         if checkpoint is not None:
             self.last_saved = str(checkpoint.path)  # only now known good: a failure above names no checkpoint
 
@@ -209,6 +238,8 @@ class _Trainer:
                 steps_per_epoch=steps_per_epoch,
                 epochs=cfg.train.epochs,
                 resumed=checkpoint is not None,
+                start=describe_lineage(self.lineage) if self.lineage else "",
+                trainable_params=trainable_parameters(self.model)[0] if cfg.train.init else 0,
             )
         )
         yield from self._loop(data, steps_per_epoch)
@@ -250,7 +281,10 @@ class _Trainer:
             order = np.random.default_rng([cfg.train.seed, self.epoch]).permutation(len(data.train))
             start = self.at.batch * cfg.train.batch_size * self.dist.world_size  # global batches are full
             mine = rank_order(order, start, cfg.train.batch_size, self.dist.rank, self.dist.world_size)
-            batches = data.train.batches(mine, cfg.train.batch_size, cfg.data.workers, pin_memory=pin)
+            if self.features is not None:
+                batches = self.features.batches(mine, cfg.train.batch_size, cfg.train.seed, self.epoch)
+            else:
+                batches = data.train.batches(mine, cfg.train.batch_size, cfg.data.workers, pin_memory=pin)
             if device.type == "cuda":
                 batches = prefetched(batches)
             model.train()
@@ -334,6 +368,8 @@ class _Trainer:
         torch.manual_seed(step_seed)
         u8 = u8.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
+        if self.features is not None:  # u8 is a batch of cached fc7 features: fc8's step alone
+            return head_step(self.model, self.optimizer, u8, labels)
         x = self.preprocess.train_batch(
             u8,
             generator,
@@ -364,7 +400,10 @@ class _Trainer:
         cfg = self.cfg
         s = self.at.epoch_sums
         n = max(s["n"], 1)
-        val_loss, val_top1, val_top5 = validate(self.model, self.preprocess, data.val, self.cfg, self.device, self.dist)
+        if self.features is not None:
+            val_loss, val_top1, val_top5 = self.features.validate(self.model, self.device)
+        else:
+            val_loss, val_top1, val_top5 = validate(self.model, self.preprocess, data.val, self.cfg, self.device, self.dist)
         lr = self.schedule.lr
         improved = self.schedule.improves(val_top1)
         yield self.emit(
@@ -408,6 +447,8 @@ class _Trainer:
         path = self.run_dir.best_checkpoint if kind == "best" else self.run_dir.last_checkpoint
         if self.dist.is_main:  # every rank holds the same weights; one writes them
             meta = checkpoint_meta(self.cfg, self.class_names, self.preprocess, self.at, self.dist.world_size, self.schedule)
+            if self.lineage is not None:
+                meta["lineage"] = self.lineage
             save_checkpoint(path, checkpoint_tensors(self.model, self.optimizer, self.preprocess), meta)
         if kind != "best":
             self.last_saved = str(path)

@@ -42,7 +42,8 @@ def describe_event(ev: Event, epochs: int | None = None) -> list[Line]:
         verb = f"Resumed from step {ev.step}" if ev.resumed else "Started"
         return [("info", f"{verb}: {ev.arch} AlexNet on {ev.device}, {ev.num_classes} classes, "
                          f"{ev.train_images} training / {ev.val_images} validation images, "
-                         f"{ev.steps_per_epoch} steps per epoch, {ev.epochs} epochs")]
+                         f"{ev.steps_per_epoch} steps per epoch, {ev.epochs} epochs")] + (
+            [("info", f"{ev.start[0].upper()}{ev.start[1:]}; {ev.trainable_params:,} parameters learn")] if ev.start else [])
     if isinstance(ev, PreflightReport):
         return _preflight(ev)
     if isinstance(ev, EpochDone):

@@ -23,6 +23,13 @@ from alexgui.engine.training.background import reporting
 from alexgui.engine.training.checkpoints import load_weights, restore_momentum
 from alexgui.engine.training.control import TrainingError
 from alexgui.engine.training.distributed import DistContext, barrier, wrap_model
+from alexgui.engine.training.init_source import (
+    InitSource,
+    freeze,
+    head_parameter_names,
+    learning_rate_scales,
+    load_source_weights,
+)
 from alexgui.engine.training.schedule import PlateauSchedule
 from alexgui.paths import cache_dir
 
@@ -57,9 +64,18 @@ def preflight(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
 
 
 def training_preprocess(
-    cfg: RunConfig, data: PreparedData, checkpoint: Checkpoint | None, step: int, epoch: int, stop: threading.Event
+    cfg: RunConfig,
+    data: PreparedData,
+    checkpoint: Checkpoint | None,
+    step: int,
+    epoch: int,
+    stop: threading.Event,
+    source: InitSource | None = None,
 ) -> Generator[Event, None, Preprocess]:
-    """The checkpoint's preprocessing when resuming; else the training set's statistics, computed."""
+    """The checkpoint's preprocessing when resuming; the source's when fine-tuning (the network was trained
+    to see its input that way); else the training set's statistics, computed."""
+    if checkpoint is None and source is not None:
+        return source.preprocess
     if checkpoint is not None:
         if list(checkpoint.meta["class_names"]) != list(data.class_names):
             raise TrainingError(
@@ -86,35 +102,54 @@ def place(model: AlexNetBase, devices: list[torch.device], cfg: RunConfig) -> Al
     return model
 
 
-def sgd(model: AlexNetBase, cfg: RunConfig, lr: float) -> torch.optim.SGD:
-    """The paper's SGD over every parameter. In the paper network, conv1 (weights and biases) gets a group of
-    its own at conv1_lr_scale times the rate when that is not 1 (it goes with conv1_init_std, which
-    torchvision's network ignores too); every group carries its "lr_scale", which the
-    schedule's drops multiply (loop.py). The momentum buffers follow model.parameters(), not the groups,
-    so checkpoints are the same either way."""
-    scale = cfg.train.conv1_lr_scale
-    conv1 = [p for module in model.layer_modules("conv1") for p in module.parameters()]
-    if scale == 1.0 or not conv1 or model.arch != "paper":
-        groups = [{"params": list(model.parameters()), "lr": lr, "lr_scale": 1.0}]
+def sgd(model: AlexNetBase, cfg: RunConfig, lr: float, head_kept: bool = False) -> torch.optim.SGD:
+    """The paper's SGD over every parameter that learns. Parameters are grouped by their multiple of the rate,
+    each group carrying it as "lr_scale", which the schedule's drops multiply (loop.py): in the paper network
+    trained from scratch, conv1 (weights and biases) at conv1_lr_scale when that is not 1 (it goes with
+    conv1_init_std, which torchvision's network ignores too); when fine-tuning, the scales of
+    init_source.learning_rate_scales, and frozen parameters in no group at all (no weight decay on them).
+    The momentum buffers follow model.parameters(), not the groups, so checkpoints are the same either way."""
+    if cfg.train.init:
+        by_name = learning_rate_scales(model, head_parameter_names(model), cfg.train.finetune,
+                                       cfg.train.pretrained_lr_scale, head_kept)
     else:
-        ids = {id(p) for p in conv1}
-        rest = [p for p in model.parameters() if id(p) not in ids]
-        groups = [{"params": conv1, "lr": lr * scale, "lr_scale": scale}, {"params": rest, "lr": lr, "lr_scale": 1.0}]
-    return torch.optim.SGD(groups, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
+        conv1 = {id(p) for module in model.layer_modules("conv1") for p in module.parameters()}
+        scale = cfg.train.conv1_lr_scale if model.arch == "paper" else 1.0
+        by_name = {name: scale if id(p) in conv1 else 1.0 for name, p in model.named_parameters()}
+    named = dict(model.named_parameters())
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, scale in by_name.items():
+        groups.setdefault(scale, []).append(named[name])
+    param_groups = [{"params": params, "lr": lr * scale, "lr_scale": scale} for scale, params in groups.items()]
+    return torch.optim.SGD(param_groups, lr=lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
 
 
 def trainable(
-    cfg: RunConfig, checkpoint: Checkpoint | None, devices: list[torch.device], dist: DistContext
-) -> tuple[AlexNetBase, torch.nn.Module, PlateauSchedule, torch.optim.SGD]:
+    cfg: RunConfig,
+    checkpoint: Checkpoint | None,
+    devices: list[torch.device],
+    dist: DistContext,
+    source: InitSource | None = None,
+    class_names: list[str] | None = None,
+) -> tuple[AlexNetBase, torch.nn.Module, PlateauSchedule, torch.optim.SGD, bool]:
     """The model placed on its device(s), what a step calls (DDP around it when distributed), the
-    learning-rate schedule and the optimiser: fresh, or as the checkpoint left them.
-    cfg.model.num_classes must already be the dataset's."""
+    learning-rate schedule, the optimiser (fresh, or as the checkpoint left them), and whether a
+    fine-tuned run kept its source's last layer. cfg.model.num_classes must already be the dataset's.
+    A fine-tuned run (cfg.train.init) starts from `source` and freezes what cfg.train.finetune keeps fixed,
+    resumed or not."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model)
+    head_kept = False
     if checkpoint is not None:
         load_weights(checkpoint, model)
+        lineage = checkpoint.meta.get("lineage")
+        head_kept = isinstance(lineage, dict) and lineage.get("head") == "kept"
+    elif source is not None:
+        head_kept = load_source_weights(model, source, list(class_names or []))
     else:
         model.start_conv1_at(cfg.train.conv1_init_std)
+    if cfg.train.init:
+        freeze(model, cfg.train.finetune)
     model = place(model, devices, cfg)
     schedule = (
         PlateauSchedule.from_state(checkpoint.meta["schedule"])
@@ -127,7 +162,7 @@ def trainable(
             resolution=cfg.train.lr_resolution,
         )
     )
-    optimizer = sgd(model, cfg, schedule.lr)
+    optimizer = sgd(model, cfg, schedule.lr, head_kept)
     if checkpoint is not None:
         restore_momentum(checkpoint, model, optimizer)
-    return model, wrap_model(model, dist, devices), schedule, optimizer
+    return model, wrap_model(model, dist, devices), schedule, optimizer, head_kept

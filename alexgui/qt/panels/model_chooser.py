@@ -228,6 +228,13 @@ class ModelChooser(JobMixin, QWidget):
         if loaded.downloaded:
             self.logMessage.emit(f"Downloaded {loaded.downloaded / 1e6:.1f} MB to {predictor.source}; SHA-256 verified", "good")
         self.logMessage.emit(f"Model loaded in {loaded.seconds:.1f} s: {model_title(predictor)} ({predictor.source})", "info")
+        lineage = getattr(predictor, "lineage", None)
+        if lineage:
+            from alexgui.engine.training.init_source import describe_lineage
+
+            origin = describe_lineage(lineage)
+            self.label.setToolTip(f"{predictor.source}\n{origin[0].upper()}{origin[1:]}")
+            self.logMessage.emit(f"{origin[0].upper()}{origin[1:]}", "info")
         self.set_predictor(predictor)
 
     def job_done(self, cancelled: bool) -> None:

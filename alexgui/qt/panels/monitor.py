@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from alexgui.config import RunConfig
 from alexgui.engine.devices import AUTO, best_choice, device_choices
+from alexgui.qt.panels.start_from import StartFromForm, count_classes
 from alexgui.qt.presets import CUSTOM, CUSTOM_NOTE, PRESETS, QUICK, matching
 from alexgui.qt.run_progress import ProgressView
 
@@ -114,6 +115,7 @@ class TrainSettingsForm(QWidget):
         self._dataset_value = DEMO
         data_form = self._group(layout, "Data")
         data_form.addRow("Dataset", self.dataset)
+        self.start_from = StartFromForm(self._group(layout, "Start from"), self)
 
         # Recipe
         self.preset = QComboBox()
@@ -204,6 +206,9 @@ class TrainSettingsForm(QWidget):
         for b in (self.lrn, self.overlapping, self.dropout, self.random_crop, self.flip, self.pca_noise, self.ten_crop):
             b.toggled.connect(self.changed)
         self.arch.currentIndexChanged.connect(self._sync_arch)
+        self.start_from.changed.connect(self._sync_arch)
+        self.start_from.changed.connect(self._sync_preset)
+        self.start_from.changed.connect(self.changed)
         self.set_config(self.first_launch_config())
 
     @staticmethod
@@ -246,6 +251,7 @@ class TrainSettingsForm(QWidget):
         self.flip.setChecked(d.flip)
         self.pca_noise.setChecked(d.pca_noise > 0)
         self.ten_crop.setChecked(d.ten_crop_eval)
+        self.start_from.set_values(t.init, t.finetune, m.arch)
         self._sync_preset()
         self._sync_arch()
 
@@ -271,6 +277,9 @@ class TrainSettingsForm(QWidget):
         base_noise = self._base.data.pca_noise or 0.1
         cfg.data.pca_noise = base_noise if self.pca_noise.isChecked() else 0.0
         cfg.data.ten_crop_eval = self.ten_crop.isChecked()
+        cfg.train.init, cfg.train.finetune = self.start_from.init, self.start_from.finetune  # type: ignore[assignment]
+        if self.start_from.source_arch:  # the source's network, whatever the Network box said before
+            cfg.model.arch = self.start_from.source_arch  # type: ignore[assignment]
         return cfg
 
     def set_dataset(self, value: str | Path) -> None:
@@ -283,6 +292,7 @@ class TrainSettingsForm(QWidget):
             self.dataset.setItemData(index, value, Qt.ItemDataRole.ToolTipRole)
         self.dataset.setCurrentIndex(index)
         self._dataset_value = value
+        self._sync_arch()  # the parameter count follows the class count
         self.changed.emit()
 
     def set_recent_datasets(self, folders: list[str]) -> None:
@@ -291,6 +301,10 @@ class TrainSettingsForm(QWidget):
                 self.dataset.insertItem(1, Path(folder).name or folder, folder)
                 self.dataset.setItemData(1, folder, Qt.ItemDataRole.ToolTipRole)
         self.dataset.setCurrentIndex(max(self.dataset.findData(self._dataset_value), 0))
+
+    @property
+    def class_count(self) -> int:
+        return count_classes(self._dataset_value)
 
     @property
     def preset_name(self) -> str:
@@ -323,12 +337,17 @@ class TrainSettingsForm(QWidget):
                     spin.blockSignals(True)  # one sync below, not five half-way ones
                     spin.setValue(value)  # type: ignore[arg-type]  # ints for the QSpinBoxes, in Preset.values() order
                     spin.blockSignals(False)
+                self.start_from.blockSignals(True)
+                self.start_from.set_values(p.init, p.finetune, str(self.arch.currentData()))
+                self.start_from.blockSignals(False)
+                self._sync_arch()
                 self.changed.emit()
         self._sync_preset()
 
     def _sync_preset(self) -> None:
         """Show which preset the recipe's fields match ("Custom" when none), and what it means."""
-        match = matching(tuple(box.value() for box in self.recipe_fields()))  # type: ignore[arg-type]
+        match = matching(tuple(box.value() for box in self.recipe_fields()),  # type: ignore[arg-type]
+                         self.start_from.init, self.start_from.finetune)
         name = match.name if match else CUSTOM
         self.preset.blockSignals(True)
         self.preset.setCurrentIndex(self.preset.findData(name))
@@ -336,9 +355,17 @@ class TrainSettingsForm(QWidget):
         self.preset_note.setText(match.note if match else CUSTOM_NOTE)
 
     def _sync_arch(self) -> None:
+        source_arch = self.start_from.source_arch  # fine-tuning: the network is the source's, as it is
+        if source_arch:
+            self.arch.blockSignals(True)
+            self.arch.setCurrentIndex(max(self.arch.findData(source_arch), 0))
+            self.arch.blockSignals(False)
+        for box in (self.arch, self.activation, self.lrn, self.overlapping):
+            box.setEnabled(not self.start_from.init)
         paper = self.arch.currentData() == "paper"
+        self.start_from.set_class_count(self.class_count, str(self.arch.currentData()))
         for box in (self.lrn, self.pca_noise, self.conv1_init_std, self.conv1_lr_scale):
-            box.setEnabled(paper)
+            box.setEnabled(paper and not self.start_from.init)
         if not paper:
             self.lrn.setToolTip("torchvision's AlexNet has no LRN")
         else:
