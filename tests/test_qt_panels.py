@@ -365,7 +365,9 @@ def test_retrieval_build_query_and_stale(qtbot, tmp_path: Path) -> None:  # type
 
 
 def test_retrieval_cancel_keeps_the_old_index(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    write_colour_folder(tmp_path / "g", per_class=15)
+    # Eight batches of 16 at 0.05 s each at least: the cancel 100 ms in lands mid-build even on a loaded
+    # machine (with 30 images, two batches, a clean-clone CI run once finished the build first).
+    write_colour_folder(tmp_path / "g", per_class=64)
     panel = RetrievalPanel()
     qtbot.addWidget(panel)
     panel.set_predictor(SlowPredictor())
