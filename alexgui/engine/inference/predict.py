@@ -34,11 +34,7 @@ from alexgui.engine.data.walk import special_file_reason
 from alexgui.engine.devices import parse_device
 from alexgui.engine.model.base import AlexNetBase
 from alexgui.engine.model.networks import build_model
-from alexgui.engine.model.torchvision_alexnet import (
-    TorchvisionAlexNet,
-    WeightsError,
-    load_torchvision_weights,
-)
+from alexgui.engine.model.torchvision_alexnet import WeightsError, torchvision_model_from_state
 from alexgui.engine.store.checkpoint import (
     CheckpointError,
     first_line,
@@ -209,12 +205,8 @@ class TorchPredictor(Predictor):
     ) -> TorchPredictor:
         from alexgui.engine.model import zoo
 
-        head = state.get("classifier.6.weight")
-        if head is None or head.ndim != 2:
-            raise PredictorError(f"{path}: not torchvision AlexNet weights (no classifier.6.weight)")
-        model = TorchvisionAlexNet(num_classes=int(head.shape[0]))
         try:
-            load_torchvision_weights(model, state, source=str(path))
+            model = torchvision_model_from_state(state, source=str(path))
         except WeightsError as e:
             raise PredictorError(str(e)) from None
         entry = zoo.default_entry()

@@ -149,3 +149,14 @@ def load_torchvision_weights(
     if problems:
         raise WeightsError(f"{source}: not torchvision AlexNet weights for this model: " + "; ".join(problems))
     model.load_state_dict(state_dict, strict=True)
+
+
+def torchvision_model_from_state(state_dict: dict[str, Tensor], source: str = "state_dict") -> TorchvisionAlexNet:
+    """A TorchvisionAlexNet with as many classes as the state dict's last layer, its weights loaded; WeightsError
+    naming `source` when the dict is not torchvision AlexNet's (inference and fine-tuning both read such files)."""
+    head = state_dict.get("classifier.6.weight")
+    if not isinstance(head, Tensor) or head.ndim != 2:
+        raise WeightsError(f"{source}: not torchvision AlexNet weights (no classifier.6.weight)")
+    model = TorchvisionAlexNet(num_classes=int(head.shape[0]))
+    load_torchvision_weights(model, state_dict, source=source)
+    return model

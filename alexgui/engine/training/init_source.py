@@ -31,7 +31,7 @@ from alexgui.config import ConfigError, ModelConfig, RunConfig
 from alexgui.engine.data.transforms import Preprocess
 from alexgui.engine.model import zoo
 from alexgui.engine.model.base import CONV_LAYERS, AlexNetBase
-from alexgui.engine.model.torchvision_alexnet import TorchvisionAlexNet, WeightsError, load_torchvision_weights
+from alexgui.engine.model.torchvision_alexnet import WeightsError, torchvision_model_from_state
 from alexgui.engine.store.checkpoint import CheckpointError, load_checkpoint, split_prefix, weights_fingerprint
 from alexgui.engine.training.control import TrainingError
 from alexgui.errors import Cancelled
@@ -128,12 +128,8 @@ def _load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def _torchvision_file(spec: str, path: Path, tensors: dict[str, torch.Tensor] | None = None) -> InitSource:
     state = tensors if tensors is not None else _load(path)[0]
-    head = state.get("classifier.6.weight")
-    if head is None or head.ndim != 2:
-        raise FineTuneError(f"{path}: not torchvision AlexNet weights (no classifier.6.weight)")
-    model = TorchvisionAlexNet(num_classes=int(head.shape[0]))
     try:
-        load_torchvision_weights(model, state, source=str(path))
+        model = torchvision_model_from_state(state, source=str(path))
     except WeightsError as e:
         raise FineTuneError(str(e)) from None
     entry = zoo.default_entry()
