@@ -156,14 +156,23 @@ def test_describe_rebuild_round_trip() -> None:
         Preprocess.from_description({"mode": "nonsense", "crop": 224, "resize": 256}, {})
 
 
+def test_a_square_image_of_another_size_is_resampled_to_the_models() -> None:
+    pre = Preprocess.from_stats(_stats(), crop=CROP)
+    big = torch.full((2, 2 * SIZE, 2 * SIZE, 3), 77, dtype=torch.uint8)
+    assert pre.at_input_size(big).shape == (2, SIZE, SIZE, 3)
+    assert torch.equal(pre.center_batch(big), pre.center_batch(torch.full((2, SIZE, SIZE, 3), 77, dtype=torch.uint8)))
+    same = _batch(2)
+    assert pre.at_input_size(same) is same  # the model's own size: untouched
+
+
 def test_bad_input_is_named() -> None:
     pre = Preprocess.from_stats(_stats(), crop=CROP)
     with pytest.raises(ValueError, match="uint8"):
         pre.center_batch(_batch(2).float())
     with pytest.raises(ValueError, match="mean image"):
-        pre.center_batch(torch.zeros(1, SIZE + 2, SIZE + 2, 3, dtype=torch.uint8))
+        pre.center_batch(torch.zeros(1, SIZE + 2, SIZE + 4, 3, dtype=torch.uint8))  # not square: not resampled
     with pytest.raises(ValueError, match="smaller than"):
-        Preprocess.imagenet_mean_std(crop=CROP, resize=SIZE).center_batch(torch.zeros(1, 8, 8, 3, dtype=torch.uint8))
+        Preprocess.imagenet_mean_std(crop=CROP, resize=SIZE).center_batch(torch.zeros(1, 8, 9, 3, dtype=torch.uint8))
     with pytest.raises(ValueError, match="to\\(device\\)"):
         pre.center_batch(torch.zeros(1, SIZE, SIZE, 3, dtype=torch.uint8, device="meta"))
     with pytest.raises(ValueError, match="pca_noise"):

@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alexgui.commands.classify import open_predictor
-    from alexgui.engine.data.imageio import ImageError, load_256
+    from alexgui.engine.data.imageio import ImageError
     from alexgui.engine.data.walk import display_path
     from alexgui.engine.inference.predict import expand_inputs
     from alexgui.engine.understand.explain import ExplainError, explain, resolve_class, torch_predictor
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             if not path:
                 raise ImageError(path, "an empty file name")
-            u8 = load_256(path)
+            u8 = predictor.load_image(path)
             expl = explain(predictor, u8, args.method, class_index, patch=args.patch, stride=args.stride)
             png, npy = write_explanation(args.out, stem, expl, args.opacity)
         except ImageError as e:

@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, QSize, Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDockWidget, QTabBar
 
-from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.engine.data.imageio import ImageError
 from alexgui.engine.inference.predict import Classified, Predictor, TorchPredictor
 from alexgui.engine.store.rundir import RunDir
 from alexgui.qt.elided_label import ElidedLabel
@@ -288,7 +288,7 @@ class Explorer(JobMixin, QObject):
         if predictor is None:
             return
         try:
-            u8 = load_256(path)
+            u8 = predictor.load_image(path)
         except ImageError as e:
             self.window.show_error("Cannot explain this image", f"{e.path}: {e.reason}")
             return

@@ -293,6 +293,7 @@ class Preprocess(nn.Module):
 
     def center_batch(self, u8: Tensor) -> Tensor:
         """The central crop x crop patch of each image, no augmentation (validation, inference)."""
+        u8 = self.at_input_size(u8)
         self._check(u8)
         b, h, w, _ = u8.shape
         dev = u8.device
@@ -303,6 +304,7 @@ class Preprocess(nn.Module):
     def ten_crop_batch(self, u8: Tensor) -> Tensor:
         """(10, B, 3, crop, crop): top-left, top-right, bottom-left, bottom-right, centre, then the
         same five reflected (paper section 4.1, test time: average the softmax over the ten)."""
+        u8 = self.at_input_size(u8)
         self._check(u8)
         b, h, w, _ = u8.shape
         c, dev = self.crop, u8.device
@@ -333,6 +335,15 @@ class Preprocess(nn.Module):
             raise ValueError(f"expected a uint8 (H, W, 3) array, got {type(u8_hwc).__name__} {shape}")
         u8 = torch.from_numpy(np.ascontiguousarray(u8_hwc)).to(self.mean.device)
         return self.center_batch(u8.unsqueeze(0))
+
+    def at_input_size(self, u8: Tensor) -> Tensor:
+        """Square images of another side (a 256 image for a model trained at --resize 128) resampled
+        to resize x resize, antialiased, so the crop sees the geometry training saw; the others as they are."""
+        if not isinstance(u8, Tensor) or u8.ndim != 4 or u8.shape[1] != u8.shape[2] or u8.shape[1] == self.resize:
+            return u8
+        x = torch.nn.functional.interpolate(u8.permute(0, 3, 1, 2).float(), size=(self.resize, self.resize),
+                                            mode="bilinear", antialias=True, align_corners=False)
+        return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
     # ---- implementation -----------------------------------------------------------------------
 

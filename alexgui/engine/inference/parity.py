@@ -123,7 +123,7 @@ def parity_check(
     """Run PyTorch and ONNX Runtime on the same preprocessed images and compare their outputs."""
     import onnxruntime as ort
 
-    from alexgui.engine.data.imageio import ImageError, load_256
+    from alexgui.engine.data.imageio import ImageError
 
     report = progress or (lambda message: None)
     start = time.perf_counter()
@@ -138,12 +138,13 @@ def parity_check(
         loaded, names = [], []
         for path in list(image_paths)[:MAX_REAL_IMAGES]:
             try:
-                loaded.append(load_256(path))
+                loaded.append(predictor.load_image(path))
                 names.append(str(path))
             except ImageError as e:
                 skipped.append(str(e))
         report(f"comparing on {len(loaded)} images from {real_dir or 'the given files'}")
-        real = _compare(predictor, session, np.stack(loaded) if loaded else np.zeros((0, 256, 256, 3), np.uint8), names)
+        side = predictor.decode_size
+        real = _compare(predictor, session, np.stack(loaded) if loaded else np.zeros((0, side, side, 3), np.uint8), names)
     passed = all(_passes(s, tolerance) for s in (gen, real) if s is not None)
     return ParityReport(
         onnx=str(onnx_path), precision=session.precision, provider=session.provider, tolerance=tolerance,

@@ -85,6 +85,17 @@ class Predictor(ABC):
         """uint8 (B, 256, 256, 3) -> (softmax probabilities (B, C), fc7 features after ReLU (B, 4096)),
         both float32 numpy. ten_crop averages both over the paper's 10 test crops."""
 
+    @property
+    def decode_size(self) -> int:
+        """The side a file is decoded at for this model: its preprocessing's resize (256 for the paper,
+        the run's --resize for others). Decoding straight at it keeps inference's pixels the training's."""
+        pre = getattr(self, "preprocess", None)
+        return int(pre.resize) if pre is not None else 256
+
+    def load_image(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """The file decoded as this model's input image (ImageError for a file that cannot be used)."""
+        return load_256(path, self.decode_size)
+
     def describe(self) -> dict[str, Any]:
         return {
             "source": self.source,
@@ -352,7 +363,7 @@ def classify_files(
             yield Classified("", error="an empty file name")  # Path("") would be the current folder
             continue
         try:
-            u8 = load_256(path)
+            u8 = predictor.load_image(path)
         except ImageError as e:
             yield Classified(str(path), error=e.reason)
             continue

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexgui.engine.data.imageio import ImageError, load_256
+from alexgui.engine.data.imageio import ImageError
 from alexgui.engine.inference.gallery import (
     FLOAT16_MAX,
     INDEX_FORMAT,
@@ -101,7 +101,7 @@ def build_index(
         if stop is not None and stop.is_set():
             raise Cancelled(f"indexing {root} cancelled after {done} of {total} images")
         try:
-            batch.append(load_256(path))
+            batch.append(predictor.load_image(path))
             batch_paths.append(str(path))
         except ImageError as e:
             skipped.append({"path": e.path, "reason": e.reason})  # printable, whatever the name
@@ -142,7 +142,7 @@ def query_features(predictor: Predictor, paths: Sequence[str | os.PathLike[str]]
     rows: list[np.ndarray | None] = []
     for path in paths:
         try:
-            _, f = predictor.predict_u8(load_256(path)[None])
+            _, f = predictor.predict_u8(predictor.load_image(path)[None])
             rows.append(np.asarray(f[0], np.float32))
             errors.append(None)
         except ImageError as e:
@@ -152,7 +152,7 @@ def query_features(predictor: Predictor, paths: Sequence[str | os.PathLike[str]]
     if rows and not dim:
         # Every query failed: zero rows of the model's own width, so a search still runs and each
         # file is answered with its reason, not with "query has 0 features".
-        _, blank = predictor.predict_u8(np.zeros((1, 256, 256, 3), np.uint8))
+        _, blank = predictor.predict_u8(np.zeros((1, predictor.decode_size, predictor.decode_size, 3), np.uint8))
         dim = int(np.asarray(blank).shape[-1])
     feats = np.zeros((len(paths), dim), np.float32)
     for i, r in enumerate(rows):

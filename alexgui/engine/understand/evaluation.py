@@ -186,7 +186,7 @@ def evaluate(
     done = 0
     if progress is not None:
         progress(0, total)
-    for batch, labels, names, unreadable in _decoded_batches(images.items, batch_size, stop):
+    for batch, labels, names, unreadable in _decoded_batches(images.items, batch_size, predictor.decode_size, stop):
         skipped += unreadable
         if batch is not None:
             probs, _ = predictor.predict_u8(batch, ten_crop=ten_crop)
@@ -212,11 +212,11 @@ def _results(probs: np.ndarray, labels: list[int], names: list[str]) -> list[Ima
 Batch = tuple[np.ndarray | None, list[int], list[str], list[Skipped]]
 
 
-def _decode(chunk: list[tuple[str, int]]) -> Batch:
+def _decode(chunk: list[tuple[str, int]], size: int) -> Batch:
     images, labels, names, unreadable = [], [], [], []
     for path, label in chunk:
         try:
-            images.append(load_256(path))
+            images.append(load_256(path, size))
         except ImageError as e:
             unreadable.append(Skipped(display_path(path), e.reason))
             continue
@@ -225,12 +225,14 @@ def _decode(chunk: list[tuple[str, int]]) -> Batch:
     return (np.stack(images) if images else None), labels, names, unreadable
 
 
-def _decoded_batches(items: list[tuple[str, int]], batch_size: int, stop: threading.Event | None) -> Iterator[Batch]:
+def _decoded_batches(
+    items: list[tuple[str, int]], batch_size: int, size: int, stop: threading.Event | None
+) -> Iterator[Batch]:
     """Batches decoded one ahead in the training loop's prefetch thread (Pillow releases the GIL, so
     decoding overlaps the forward pass; the thread is joined however the caller ends); at most two
     batches of pixels are held at any time."""
     chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-    for batch in prefetched(map(_decode, chunks), depth=1):
+    for batch in prefetched((_decode(chunk, size) for chunk in chunks), depth=1):
         if stop is not None and stop.is_set():
             raise Cancelled("evaluation cancelled")
         yield batch

@@ -134,6 +134,8 @@ def explain(
     crop_size = pre.crop
     if method == "occlusion" and not (1 <= patch <= crop_size and 1 <= stride <= crop_size):
         raise ExplainError(f"occlusion patch and stride must be 1..{crop_size} pixels, got patch {patch}, stride {stride}")
+    if u8.ndim == 3 and u8.shape[0] == u8.shape[1] != pre.resize:  # a 256 image for a model trained at another --resize
+        u8 = pre.at_input_size(torch.from_numpy(np.ascontiguousarray(u8))[None])[0].numpy()
     with tp.lock:
         x = pre.preprocess_image_u8(u8)
         with torch.inference_mode():

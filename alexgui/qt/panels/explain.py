@@ -178,7 +178,7 @@ class ExplainPanel(JobMixin, QWidget):
         self.class_box.blockSignals(True)
         self.class_box.clear()
         self.class_box.blockSignals(False)
-        self.original.set_array(u8[16:240, 16:240] if u8.shape[:2] == (256, 256) else u8)
+        self.original.set_array(_model_crop(u8, predictor))
         self.map_view.set_array(None)
         self.caption.setText("")
         self.title.setText(f"<b>{html.escape(name)}</b> <span style='color:{MUTED}'>· "
@@ -308,3 +308,14 @@ class ExplainPanel(JobMixin, QWidget):
                                               "PNG images (*.png)")
         if path:
             self.save_png(path)
+
+
+def _model_crop(u8: np.ndarray, predictor: Predictor) -> np.ndarray:
+    """The central part of the image the model will see (224 of 256 for the paper), at the image's scale."""
+    pre = getattr(predictor, "preprocess", None)
+    if pre is None or u8.ndim != 3:
+        return u8
+    side = min(u8.shape[:2])
+    c = max(1, round(side * pre.crop / pre.resize))
+    top, left = (u8.shape[0] - c) // 2, (u8.shape[1] - c) // 2
+    return np.ascontiguousarray(u8[top : top + c, left : left + c])
