@@ -20,7 +20,10 @@ from alexgui.engine.training.memory import share_one_heap
 from alexgui.errors import AlexguiError
 
 # Order is the order of `alexgui --help`.
-COMMANDS = ("gui", "train", "summary", "classify", "evaluate", "explain", "index", "neighbours", "export", "experiment")
+COMMANDS = (
+    "gui", "train", "summary", "classify", "evaluate", "explain", "top-images", "filters", "index", "neighbours",
+    "map", "export", "experiment",
+)  # fmt: skip
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -43,9 +46,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     modules: dict[str, ModuleType] = {}
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"alexgui.commands.{name}")
+            module = importlib.import_module(f"alexgui.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as e:
-            if e.name == f"alexgui.commands.{name}":
+            if e.name == f"alexgui.commands.{name.replace('-', '_')}":
                 continue  # a command that is not part of this build
             raise
         module.add_parser(sub)

@@ -150,6 +150,7 @@ class Explorer(JobMixin, QObject):
             self.feature_maps.set_predictor(predictor)
             if not self.window.session.is_running:  # while training, the filters show the live kernels
                 self.filters.set_model(predictor.model)
+                self.filters.set_history_run(run_folder_of(predictor.source))
         self._show_backend(predictor)
         if self.explain.u8 is not None and self.torch_model() is not None:
             self.explain.set_predictor(self.torch_model())  # the image shown, explained by the new model
@@ -234,6 +235,7 @@ class Explorer(JobMixin, QObject):
     def _on_run_started(self, path: str) -> None:
         self._training_run = Path(path)
         self._new_run = True
+        self.filters.set_history_run(path)
 
     def _on_kernels(self, kernels: dict) -> None:
         arch = self.window.monitor.form.config().model.arch
@@ -337,3 +339,13 @@ def install_explorer(window: MainWindow) -> Explorer:
     explorer = Explorer(window)
     window.explorer = explorer
     return explorer
+
+
+def run_folder_of(source: str) -> Path | None:
+    """The training run a model was loaded from (its folder, or a checkpoint in its checkpoints/), else None."""
+    path = Path(source)
+    if (path / "checkpoints").is_dir():
+        return path
+    if path.parent.name == "checkpoints" and (path.parent.parent / "config.toml").is_file():
+        return path.parent.parent
+    return None

@@ -236,13 +236,14 @@ class RunDir:
         return self._writer is not None and self._writer.held
 
     def restart(self) -> None:
-        """Clear the run's checkpoints, log and pre-flight report (nothing else), as its writer, to start over.
+        """Clear the run's checkpoints, log, pre-flight report and filter history (nothing else), as its writer, to start over.
 
         Checkpoints go first: a restart cut short leaves a log without checkpoints, which resume refuses.
         """
         self.claim()
         self.close_log()
         doomed = sorted(self.checkpoints_dir.glob("*.safetensors")) + [self.metrics_path, self.preflight_path]
+        doomed += sorted((self.path / "filters").glob("step-*.npz"))  # the filter history (store/filter_history.py)
         for file in doomed:
             try:
                 file.unlink()
@@ -276,6 +277,8 @@ class RunDir:
         # (an ONNX export or an index written into the run folder) takes no lock: the pid rule.
         remove_stale_temporaries(self.path, locked_names=(CONFIG_NAME, MARKER_NAME, PREFLIGHT_NAME))
         remove_stale_temporaries(self.checkpoints_dir, locked_names=(self.last_checkpoint.name, self.best_checkpoint.name))
+        if (self.path / "filters").is_dir():  # the filter history, written by the trainer under the lock too
+            remove_stale_temporaries(self.path / "filters")
 
     def config(self) -> RunConfig:
         try:

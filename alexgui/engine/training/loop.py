@@ -44,11 +44,10 @@ from alexgui.engine.events import (
     StepDone,
     Stopped,
 )
-from alexgui.engine.model.base import CONV_LAYERS
-from alexgui.engine.model.kernel_scores import kernel_snapshot
 from alexgui.engine.model.placement import take_tower_stats
 from alexgui.engine.store.atomic import atomic_write_text
 from alexgui.engine.store.checkpoint import save_checkpoint
+from alexgui.engine.store.filter_history import forget_after
 from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.training.background import prefetched, reporting
 from alexgui.engine.training.checkpoints import (
@@ -78,6 +77,7 @@ from alexgui.engine.training.init_source import (
     resolve_init_source,
     trainable_parameters,
 )
+from alexgui.engine.training.kernel_history import snapshot_kernels
 from alexgui.engine.training.memory import reusing_freed_memory
 from alexgui.engine.training.precision import autocast, memory_format, precision_note
 from alexgui.engine.training.setup import preflight, prepare_data, trainable, training_preprocess
@@ -146,6 +146,7 @@ class _Trainer:
         self.at = Position()
         self.last_saved: str | None = None  # a checkpoint this run saved, or resumed from and restored
         self.resumed_from: str | None = None  # the checkpoint loaded to resume, before it is known good
+        self._snapshot_step = -1  # the step of the last kernel snapshot
 
     @property
     def step(self) -> int:
@@ -173,6 +174,8 @@ class _Trainer:
             self.resumed_from = str(checkpoint.path)
             self.cfg = resumed_config(self.cfg, checkpoint)
             self.at = restore_position(checkpoint, self.dist.world_size)
+            if self.dist.is_main:  # the steps after the checkpoint are redone: their filter frames go
+                forget_after(self.run_dir.path, self.step)
             if self.cfg.train.max_steps and self.step >= self.cfg.train.max_steps:
                 # Nothing to do, and nothing written: not even one more step (said, not logged).
                 yield Finished(self.step, self.epoch, reason="max_steps")
@@ -357,6 +360,9 @@ class _Trainer:
                 yield self.emit(changed)
             yield from self._end_epoch(data, time.monotonic() - epoch_start)
             last_checkpoint_time = time.monotonic()
+            if self._snapshot_step != self.step:  # at least one frame per epoch for the filter history
+                yield self._snapshot_kernels()
+                last_snapshot_time = last_checkpoint_time
 
         yield self.emit(Finished(self.step, self.epoch, reason="epochs"))
 
@@ -455,12 +461,7 @@ class _Trainer:
         return str(path)
 
     def _snapshot_kernels(self) -> KernelSnapshot:
-        """conv1's scores for the log; every layer's kernels copied for on_kernels when someone watches."""
-        layers = CONV_LAYERS if self.control.on_kernels is not None else ("conv1",)
-        with torch.no_grad():
-            kernels = {name: self.model.kernels(name).detach().float().cpu().clone() for name in layers}
-        event = kernel_snapshot(self.step, self.epoch, kernels["conv1"], self.model.kernel_towers("conv1"))
-        if self.control.on_kernels is not None:
-            self.control.on_kernels(kernels)
+        event = snapshot_kernels(self.model, self.control, self.run_dir, self.step, self.epoch, self.dist.is_main)
+        self._snapshot_step = self.step
         self.emit(event)
         return event

@@ -36,8 +36,10 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui.engine.model.base import CONV_LAYERS
+from alexgui.engine.store.filter_history import FilterSnapshot
 from alexgui.engine.understand import kernels as F
 from alexgui.qt.grid_export import compose, save_png
+from alexgui.qt.panels.filter_history import FilterHistoryBar
 from alexgui.qt.tile_grid import TileGrid, TileViewer, numpy_to_qimage
 
 # TileGrid and numpy_to_qimage moved to tile_grid.py; other panels still import them from here.
@@ -104,6 +106,11 @@ class FiltersPanel(QWidget):
         switches.addWidget(self.show_change)
         switches.addStretch(1)
 
+        self.history = FilterHistoryBar()
+        self.history.frame_chosen.connect(self._show_history_frame)
+        self.history.live_chosen.connect(self._show_live)
+        self._live: tuple[dict[str, np.ndarray], dict[str, list[int]]] | None = None  # kept while a past frame shows
+
         self.status = QLabel("No model yet: train, or open a checkpoint.")
         self.status.setWordWrap(True)
         self.saved_label = QLabel()  # "Saved to PATH" after Save PNG
@@ -138,6 +145,7 @@ class FiltersPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(switches)
+        layout.addWidget(self.history)
         layout.addWidget(self.status)
         layout.addWidget(self.saved_label)
         layout.addWidget(scroll, 1)
@@ -162,6 +170,7 @@ class FiltersPanel(QWidget):
 
     def set_model(self, model: Any) -> None:
         """Every conv layer's kernels and towers from an AlexNetBase (copied; the model may keep training)."""
+        self._live = None  # a new model: the slider's past frame gives way
         kernels = {name: model.kernels(name) for name in CONV_LAYERS}
         towers = {name: model.kernel_towers(name) for name in CONV_LAYERS}
         self.set_kernels(kernels, towers)
@@ -184,32 +193,69 @@ class FiltersPanel(QWidget):
             if towers is not None and not isinstance(towers, dict):
                 towers = {"conv1": list(towers)}
         tower_map = dict(towers) if isinstance(towers, dict) else {}
+        # While the history slider shows a past frame, new kernels are kept as the live ones, drawn
+        # when the slider returns to its end.
+        shown_k, shown_t = self._live if self._live is not None else (self._kernels, self._towers)
         for name, value in kernels.items():
             arr = F._as_numpy(value)
-            self._kernels[name] = arr
+            shown_k[name] = arr
             if name in tower_map:
-                self._towers[name] = [int(t) for t in tower_map[name]]
+                shown_t[name] = [int(t) for t in tower_map[name]]
             else:
                 n = arr.shape[0]
-                self._towers[name] = [0] * (n // 2) + [1] * (n - n // 2) if arch == "paper" else [0] * n
+                shown_t[name] = [0] * (n // 2) + [1] * (n - n // 2) if arch == "paper" else [0] * n
         if reset_history:
             self._first_scores = None
             self._first_structure = {}
             self._first_kernels = {}
-        for name, arr in self._kernels.items():
+        for name, arr in shown_k.items():
             if name in kernels and (name not in self._first_kernels or self._first_kernels[name].shape != arr.shape):
                 self._first_kernels[name] = arr.copy()
         if "conv1" in kernels:
-            self.scores = F.tower_specificity(self._kernels["conv1"], self._towers["conv1"])
-            self.structure = F.tower_structure(self._kernels["conv1"], self._towers["conv1"])
+            scores = F.tower_specificity(shown_k["conv1"], shown_t["conv1"])
+            structure = F.tower_structure(shown_k["conv1"], shown_t["conv1"])
             if self._first_scores is None:
-                self._first_scores = dict(self.scores)
-                self._first_structure = dict(self.structure)
-        self._on_layer_changed(self.layer_box.currentText())
+                self._first_scores = dict(scores)
+                self._first_structure = dict(structure)
+            if self._live is None:
+                self.scores, self.structure = scores, structure
+        if self._live is None:
+            self._on_layer_changed(self.layer_box.currentText())
+        self.history.refresh()  # the trainer has written this snapshot to the run's history too
 
     @Slot(object)
     def _on_snapshot(self, kernels: dict[str, Any]) -> None:
         self.set_kernels(kernels)
+
+    # ---- the history ----------------------------------------------------------------------------
+
+    def set_history_run(self, run: str | Path | None) -> None:
+        """The run folder whose filter history the slider walks (the one training, or the model's)."""
+        self._show_live()
+        self.history.set_run(run)
+
+    def _show_history_frame(self, snapshot: FilterSnapshot) -> None:
+        if self._live is None:
+            self._live = (dict(self._kernels), dict(self._towers))
+        self._kernels["conv1"] = snapshot.kernels
+        self._towers["conv1"] = list(snapshot.towers)
+        self.scores = F.tower_specificity(snapshot.kernels, snapshot.towers)
+        self.structure = F.tower_structure(snapshot.kernels, snapshot.towers)
+        if self.layer_box.currentText() != "conv1":
+            self.layer_box.setCurrentText("conv1")  # redraws
+        else:
+            self.refresh()
+
+    def _show_live(self) -> None:
+        if self._live is None:
+            return
+        kernels, towers = self._live
+        self._live = None
+        self._kernels, self._towers = kernels, towers
+        if "conv1" in kernels:
+            self.scores = F.tower_specificity(kernels["conv1"], towers["conv1"])
+            self.structure = F.tower_structure(kernels["conv1"], towers["conv1"])
+        self.refresh()
 
     # ---- drawing --------------------------------------------------------------------------------
 

@@ -1,0 +1,89 @@
+"""The Filters panel's history slider: past frames, live kernels kept meanwhile, Play, Save animation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from alexgui.engine.store.filter_history import write_snapshot
+from alexgui.qt.panels.filters import FiltersPanel
+
+TOWERS = [0] * 48 + [1] * 48
+
+
+def kernels(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.01, (96, 3, 11, 11)).astype(np.float32)
+
+
+def run_with_history(root: Path, steps: list[int]) -> Path:
+    for step in steps:
+        write_snapshot(root, step, 0, kernels(step), TOWERS)
+    return root
+
+
+def test_the_slider_shows_past_frames_and_returns_to_the_live_kernels(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.resize(380, 700)
+    panel.show()
+    live = kernels(999)
+    panel.set_kernels(live)
+    panel.set_history_run(run_with_history(tmp_path, [0, 10, 20, 30, 40]))
+    bar = panel.history
+    assert (bar.slider.minimum(), bar.slider.maximum(), bar.slider.value()) == (0, 4, 4)
+    assert "now · 5 frames" in bar.label.text()
+    bar.slider.setValue(1)
+    np.testing.assert_allclose(panel.kernels["conv1"], kernels(10), rtol=1e-3, atol=1e-6)
+    assert "step 10" in bar.label.text()
+    newer = kernels(1000)
+    panel.set_kernels(newer)  # the trainer's next snapshot arrives while a past frame is shown
+    np.testing.assert_allclose(panel.kernels["conv1"], kernels(10), rtol=1e-3, atol=1e-6)
+    bar.slider.setValue(bar.slider.maximum())
+    np.testing.assert_array_equal(panel.kernels["conv1"], newer)
+
+
+def test_the_history_grows_while_the_run_is_written(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.set_history_run(run_with_history(tmp_path, [0, 10]))
+    bar = panel.history
+    assert bar.slider.maximum() == 1 and bar.at_end()
+    write_snapshot(tmp_path, 20, 0, kernels(20), TOWERS)  # as another process would
+    bar.refresh()
+    assert bar.slider.maximum() == 2 and bar.at_end()
+
+
+def test_play_walks_every_frame_and_stops_at_the_end(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.set_history_run(run_with_history(tmp_path, [0, 5, 9]))
+    bar = panel.history
+    seen: list[int] = []
+    bar.frame_chosen.connect(lambda snap: seen.append(snap.step))
+    bar._player.setInterval(10)
+    bar.play_button.setChecked(True)  # at the end: starts from the first frame
+    qtbot.waitUntil(lambda: not bar.play_button.isChecked(), timeout=5000)
+    assert seen == [0, 5, 9]
+
+
+def test_save_animation_writes_a_frame_per_snapshot(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.set_history_run(run_with_history(tmp_path / "run", [0, 1, 2, 3]))
+    out = tmp_path / "history.gif"
+    with qtbot.waitSignal(panel.history.saved, timeout=20000):
+        panel.history.save_gif(out)
+    with Image.open(out) as gif:
+        assert gif.n_frames == 4
+    assert "Saved 4 frames" in panel.history.label.text()
+    qtbot.waitUntil(lambda: not panel.history.is_busy(), timeout=5000)
+
+
+def test_no_run_means_no_history(qtbot) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.set_history_run(None)
+    assert not panel.history.slider.isEnabled() and not panel.history.save_button.isEnabled()
+    assert panel.history.label.text() == "History: no run"
