@@ -34,6 +34,7 @@ from alexgui.qt.panels.explain import ExplainPanel
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel
 from alexgui.qt.panels.filters import FiltersPanel
 from alexgui.qt.panels.retrieval import RetrievalPanel
+from alexgui.qt.unit_views import UnitViews
 from alexgui.qt.workers import describe_error
 
 RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
@@ -82,6 +83,10 @@ class Explorer(JobMixin, QObject):
         self.explain = ExplainPanel()
         self.explain_window = PanelWindow(self.explain, "Explain", "explainWindow", EXPLAIN_SIZE, window)
         self.classify.explainRequested.connect(self.explain_result)
+        # A kernel (Filters) or channel (Feature maps) clicked: the images that drive it, in a window.
+        self.units = UnitViews(self, self.torch_model, self.filters, self.feature_maps, self.retrieval,
+                               lambda: window.monitor.form.config().data.data, window.show_error, window)
+        self.model.changed.connect(lambda _p: self.units.panel.set_predictor(None))
         self.evaluation.explainImage.connect(self.explain_path)
         window.set_first_tab(self.docks["filters"])  # the paper's Figure 3 is what a training user wants beside the curves
         # The curves are the centre of the window: its four plots keep room for their axes, and the
@@ -123,6 +128,7 @@ class Explorer(JobMixin, QObject):
         window.closed.connect(self.experiments_window.close)  # a window of its own: it would outlive the main one
         window.closed.connect(self.evaluation_window.close)
         window.closed.connect(self.explain_window.close)
+        window.closed.connect(self.units.window.close)
         window.destroyed.connect(self.shutdown)
 
     def unelide_tabs(self) -> None:
@@ -326,6 +332,7 @@ class Explorer(JobMixin, QObject):
         for panel in (self.classify, self.retrieval, self.feature_maps, self.experiments, self.evaluation,
                       self.explain, *self.choosers):
             panel.shutdown()
+        self.units.shutdown()
 
 
 def _to_onnx(predictor: TorchPredictor, stop: threading.Event, progress: Callable[..., None]) -> Predictor:

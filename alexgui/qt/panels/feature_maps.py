@@ -53,6 +53,7 @@ class FeatureMapsPanel(JobMixin, QWidget):
     """Feed it set_model(model, preprocess) and set_image(u8 or path), or drop an image on it."""
 
     mapsReady = Signal(str)  # layer, emitted in the GUI thread when the grid shows new maps
+    channel_clicked = Signal(str, int)  # (layer, channel) of a clicked map: its top images
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -88,6 +89,7 @@ class FeatureMapsPanel(JobMixin, QWidget):
         top.addLayout(col, 1)
 
         self.grid = TileGrid()
+        self.grid.tileClicked.connect(self._on_tile_clicked)
         self.maps_scroll = QScrollArea()
         holder = QWidget()
         holder_layout = QVBoxLayout(holder)
@@ -159,6 +161,10 @@ class FeatureMapsPanel(JobMixin, QWidget):
         job.yielded.connect(self._on_maps)
         job.errored.connect(lambda e: self.caption.setText(f"Could not compute the maps: {describe_error(e)}"))
         job.start()
+
+    def _on_tile_clicked(self, i: int) -> None:
+        if self.layer and not self.layer.startswith("fc"):  # an fc layer is one tile of all its units
+            self.channel_clicked.emit(self.layer, i)
 
     def job_done(self, cancelled: bool) -> None:
         if self._pending:

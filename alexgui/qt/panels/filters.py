@@ -66,6 +66,7 @@ class FiltersPanel(QWidget):
     """See the module docstring. Feed it with set_model(model) or set_kernels(...)."""
 
     saved = Signal(str)  # the path a Save PNG wrote
+    unit_clicked = Signal(str, int)  # (layer, output kernel) of a clicked tile, when units_on_click
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +76,7 @@ class FiltersPanel(QWidget):
         self._first_structure: dict[int, float] = {}
         self._first_kernels: dict[str, np.ndarray] = {}  # the first snapshot, for the change view
         self._drawn_for_width = -1  # the width the tiles were last sized for
+        self.units_on_click = False  # True: a click asks for the kernel's top images (the explorer listens)
         self.scores: dict[int, float] = {}  # each tower's colour specificity
         self.structure: dict[int, float] = {}  # each tower's structure score
         self.viewer = TileViewer(self)
@@ -360,7 +362,15 @@ class FiltersPanel(QWidget):
         self.grids[1].clear()
 
     def _make_click_handler(self, slot: int) -> Callable[[int], None]:
-        return lambda j: self.enlarge(slot, j)
+        return lambda j: self.unit_clicked_at(slot, j) if self.units_on_click else self.enlarge(slot, j)
+
+    def unit_clicked_at(self, slot: int, j: int) -> None:
+        """Tile j of grid `slot` asks for its unit's top images: conv1's kernel, or the deeper layer's shown kernel."""
+        layer = self.layer_box.currentText()
+        if j >= len(self.grid_indices[slot]):
+            return
+        unit = self.grid_indices[slot][j] if layer == "conv1" else self.kernel_spin.value()
+        self.unit_clicked.emit(layer, unit)
 
     def enlarge(self, slot: int, j: int) -> None:
         """Show tile j of grid `slot` large, with its name and score."""
