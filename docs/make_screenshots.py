@@ -22,6 +22,12 @@ each dock in front in turn, then after View > Reset layout, into /tmp/alexgui-la
 
 saves only the window with the Training form set for "My photos (quick)" (docs/screenshot-finetune.png).
 
+    python docs/make_screenshots.py --run /tmp/demo-run --inside-only --images PHOTOS
+
+saves the Filters panel with its history slider at an early frame (docs/screenshot-filter-history.png),
+one frame of that history (docs/filter-history-frame.png), and the Top images window of the conv5 unit
+whose strongest patch among PHOTOS responds most (docs/screenshot-top-images.png).
+
     python docs/make_screenshots.py --run /tmp/demo-run --explain-only [--photo-run RUN --photo IMAGE]
 
 saves only the Explain window: Explain pressed on a Classify card of a demo validation image with the
@@ -184,6 +190,53 @@ def explain_shot(explorer, image: Path, name: str, method: str = "gradcam") -> N
     save(explorer.explain_window, name)
 
 
+def inside_shots(run: Path, images: Path, layer: str = "conv5") -> int:
+    """Inside the network, with the run's model: the Filters panel with its history slider at an early
+    frame; the Top images window of the `layer` unit whose top patch responds most, over `images`; and
+    one frame of the filter history as `alexgui filters` writes it."""
+    from alexgui.engine.store.filter_history import snapshots
+    from alexgui.engine.understand.filter_animation import save_png
+    from alexgui.engine.understand.top_units import top_images
+
+    work = Path(tempfile.mkdtemp(prefix="alexgui-shots-"))
+    write_screen_config()
+    settings = AppSettings(open_settings("alexgui-screenshots", "alexgui"))
+    settings.runs_root = work / "runs"
+    import alexgui.qt.main_window as main_window_module
+
+    main_window_module.AppSettings = lambda: settings
+    app, window = gui.build(argparse.Namespace(run=[], data=None, model=None))
+    window.resize(1280, 800)
+    window.show()
+    explorer = window.explorer
+    explorer.load_model(str(run))
+    wait(lambda: explorer.classify.predictor is not None, 300, "the model to load")
+    explorer.docks["filters"].raise_()
+    bar = explorer.filters.history
+    wait(lambda: bar.slider.maximum() > 0, 30, "the run's filter history")
+    bar.slider.setValue(max(1, bar.slider.maximum() // 4))
+    save(explorer.filters, "screenshot-filter-history.png")
+    bar.slider.setValue(bar.slider.maximum())
+    refs = snapshots(run)
+    save_png(refs[min(len(refs) - 1, max(1, len(refs) // 3))], DOCS / "filter-history-frame.png")
+    print(f"saved {DOCS / 'filter-history-frame.png'}")
+
+    predictor = explorer.torch_model()
+    tops = top_images(predictor, images, layer, k=9, cache=cache_dir())
+    unit = int(tops.values[:, 0].argmax())
+    explorer.units.panel.set_gallery(images)
+    explorer.units._chosen = str(images)
+    explorer.units.show_unit(layer, unit)
+    panel = explorer.units.panel
+    wait(lambda: "drive it most" in panel.title.text(), 600, "the top images")
+    panel.show_whole(0)
+    save(explorer.units.window, "screenshot-top-images.png")
+    explorer.shutdown()
+    window.close()
+    app.processEvents()
+    return 0
+
+
 def finetune_shot(data: Path | None) -> int:
     """The window at 1280x800 with the Training form set for "My photos (quick)" on `data`. Without
     torchvision's weights in torch's hub cache (this machine cannot download them), a stand-in file of
@@ -239,9 +292,16 @@ def main() -> int:
     p.add_argument("--finetune-only", action="store_true",
                    help="only the training form set for 'My photos (quick)' (no run needed; --data: the photos folder)")
     p.add_argument("--data", type=Path, help="with --finetune-only: the dataset the form shows")
+    p.add_argument("--inside-only", action="store_true",
+                   help="only the filter history and a conv5 unit's top images (--run, --images: a folder of photos)")
+    p.add_argument("--images", type=Path, help="with --inside-only: the folder searched for the unit's top images")
     args = p.parse_args()
     if args.finetune_only:
         return finetune_shot(args.data)
+    if args.inside_only:
+        if args.run is None or args.images is None:
+            p.error("--inside-only needs --run and --images")
+        return inside_shots(args.run, args.images)
     if args.run is None and not args.layout_only:
         p.error("--run is required (or --layout-only)")
 
