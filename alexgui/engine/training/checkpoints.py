@@ -48,6 +48,14 @@ class Position:
     batch: int = 0
     epoch_sums: dict[str, float] = field(default_factory=_zero_sums)
 
+    def accumulate(self, loss: float, top1: float, top5: float, n: int) -> None:
+        """Add a step's loss and accuracies over n images to the epoch's running sums."""
+        s = self.epoch_sums
+        s["loss"] += loss * n
+        s["top1"] += top1 * n
+        s["top5"] += top5 * n
+        s["n"] += n
+
     def next_epoch(self) -> None:
         self.epoch += 1
         self.batch = 0

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from alexgui.config import RunConfig
 from alexgui.engine.data.changes import data_changes
@@ -68,7 +67,7 @@ from alexgui.engine.training.distributed import (
     rank_order,
 )
 from alexgui.engine.training.distributed import steps_per_epoch as epoch_steps
-from alexgui.engine.training.evaluation import hit_rates, validate
+from alexgui.engine.training.evaluation import validate
 from alexgui.engine.training.head_features import HeadFeatures, head_features, head_step
 from alexgui.engine.training.init_source import (
     adopt_source,
@@ -79,8 +78,9 @@ from alexgui.engine.training.init_source import (
 )
 from alexgui.engine.training.kernel_history import snapshot_kernels
 from alexgui.engine.training.memory import reusing_freed_memory
-from alexgui.engine.training.precision import autocast, memory_format, precision_note
+from alexgui.engine.training.precision import precision_note
 from alexgui.engine.training.setup import preflight, prepare_data, trainable, training_preprocess
+from alexgui.engine.training.step import network_step
 from alexgui.errors import AlexguiError, Cancelled
 from alexgui.paths import cache_dir
 
@@ -316,7 +316,7 @@ class _Trainer:
                 n = labels.shape[0]
                 if self.dist.active:  # the global batch's figures, the same on every rank
                     loss, top1, top5, n = self._global_metrics(loss, top1, top5, n)
-                self._accumulate(loss, top1, top5, n)
+                self.at.accumulate(loss, top1, top5, n)
                 now = time.monotonic()
                 images_per_s = n / max(now - step_start, 1e-9)
                 step_start = now
@@ -367,40 +367,15 @@ class _Trainer:
         yield self.emit(Finished(self.step, self.epoch, reason="epochs"))
 
     def _train_step(self, u8: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
-        cfg, device = self.cfg, self.device
-        # One seed per global step drives the crops, flips, colour noise and dropout of this step.
-        step_seed = (cfg.train.seed * 1_000_003 + self.step) * self.dist.world_size + self.dist.rank  # rank 0 of 1: as before
-        generator = torch.Generator().manual_seed(step_seed)
-        torch.manual_seed(step_seed)
-        u8 = u8.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
+        # One seed per global step drives the crops, flips, colour noise and dropout of this step
+        # (rank 0 of 1: the seed a single process always used).
+        step_seed = (self.cfg.train.seed * 1_000_003 + self.step) * self.dist.world_size + self.dist.rank
+        u8 = u8.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
         if self.features is not None:  # u8 is a batch of cached fc7 features: fc8's step alone
+            torch.manual_seed(step_seed)  # its dropout's draws
             return head_step(self.model, self.optimizer, u8, labels)
-        x = self.preprocess.train_batch(
-            u8,
-            generator,
-            random_crop=cfg.data.random_crop,
-            flip=cfg.data.flip,
-            pca_noise=cfg.data.pca_noise if cfg.model.arch == "paper" else 0.0,
-        )
-        x = memory_format(x, cfg.train.channels_last and device.type == "cuda")
-        with autocast(device, cfg.train.bf16):
-            logits = self.step_model(x)
-            loss = F.cross_entropy(logits.float(), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        with torch.no_grad():  # one device-to-host copy per step, not one per number
-            values = torch.cat([loss.detach().reshape(1), hit_rates(logits.detach().float(), labels)])
-        loss_value, top1, top5 = values.tolist()
-        return loss_value, top1, top5
-
-    def _accumulate(self, loss: float, top1: float, top5: float, n: int) -> None:
-        s = self.at.epoch_sums
-        s["loss"] += loss * n
-        s["top1"] += top1 * n
-        s["top5"] += top5 * n
-        s["n"] += n
+        return network_step(self.cfg, self.step_model, self.optimizer, self.preprocess, u8, labels, step_seed)
 
     def _end_epoch(self, data: PreparedData, seconds: float) -> Generator[Event, None, None]:
         cfg = self.cfg
