@@ -8,13 +8,11 @@ are alexgui/presets.py's (shared with `alexgui train --preset`), the progress vi
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -31,7 +29,10 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui.config import RunConfig
-from alexgui.engine.devices import AUTO, best_choice, device_choices
+from alexgui.qt.form_widgets import check_box as _check
+from alexgui.qt.form_widgets import device_box, select_device
+from alexgui.qt.form_widgets import double_box as _double
+from alexgui.qt.form_widgets import spin_box as _spin
 from alexgui.qt.panels.start_from import StartFromForm, count_classes
 from alexgui.qt.presets import CUSTOM, CUSTOM_NOTE, PRESETS, QUICK, matching
 from alexgui.qt.run_progress import ProgressView
@@ -39,55 +40,8 @@ from alexgui.qt.run_progress import ProgressView
 DEMO = "demo"
 CHOOSE = "__choose__"
 
+__all__ = ["CHOOSE", "DEMO", "PRESETS", "MonitorPanel", "TrainSettingsForm", "device_box", "select_device"]
 
-
-
-def device_box(devices: Sequence[tuple[str, str]] | None = None) -> QComboBox:
-    """A choice of training device: (device string, label) pairs, by default every choice this machine
-    offers (engine/devices.py), the paper's two-GPU split included when two GPUs are present. The best
-    one (what `--device auto` picks: a CUDA GPU, else Apple's, else the CPU) is preselected."""
-    box = QComboBox()
-    choices = list(devices if devices is not None else device_choices())
-    for value, label in choices:
-        box.addItem(label, value)
-    box.setCurrentIndex(max(box.findData(best_choice(choices)), 0))
-    return box
-
-
-def select_device(box: QComboBox, spec: str) -> None:
-    """Show `spec` in a device box: "auto" (and a device this machine no longer has) as the best one
-    offered, "cuda" as the current GPU."""
-    spec = spec.strip()
-    if spec == "cuda":
-        spec = "cuda:0"
-    index = box.findData(spec) if spec.lower() != AUTO else -1
-    if index < 0:
-        index = box.findData(best_choice([(str(box.itemData(i)), box.itemText(i)) for i in range(box.count())]))
-    box.setCurrentIndex(max(index, 0))
-
-
-def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(lo, hi)
-    box.setValue(value)
-    box.setToolTip(tip)
-    box.setAccelerated(True)
-    return box
-
-
-def _double(lo: float, hi: float, decimals: int, step: float, tip: str) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setToolTip(tip)
-    return box
-
-
-def _check(text: str, tip: str) -> QCheckBox:
-    box = QCheckBox(text)
-    box.setToolTip(tip)
-    return box
 
 
 class TrainSettingsForm(QWidget):
