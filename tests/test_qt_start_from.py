@@ -124,3 +124,41 @@ def test_a_source_that_cannot_be_used_is_refused_before_a_run_folder_is_made(qtb
     assert not w.session.is_running
     assert "gone.safetensors: no such file" in (w.last_error or "")
     assert (set(qt_settings.runs_root.glob("*")) if qt_settings.runs_root.exists() else set()) == runs_before
+
+
+def test_the_form_downloads_missing_imagenet_weights_in_the_app(qtbot, qt_settings, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start from ImageNet without the weights: the form offers the download; the Classify panel's chooser
+    fetches them (here a stand-in 'server' writes a file of the right shapes) and the form is ready."""
+    from alexgui.qt.explorer import install_explorer
+    from alexgui.qt.main_window import MainWindow
+
+    folder = tmp_path / "hub"
+    monkeypatch.setattr(zoo, "hub_checkpoints_dir", lambda: folder)
+    served = tmp_path / "served.pth"
+    torch.manual_seed(0)
+    torch.save(TorchvisionAlexNet(num_classes=1000).state_dict(), served)
+    entry = dataclasses.replace(zoo.default_entry(), sha256=zoo.sha256_file(served))
+    monkeypatch.setattr(zoo, "default_entry", lambda: entry)
+    fetched: list[str] = []
+
+    def fake_download(url, dest, sha256, progress=None, stop=None, expected_bytes=0):  # type: ignore[no-untyped-def]
+        fetched.append(url)
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_bytes(served.read_bytes())
+        return Path(dest)
+
+    monkeypatch.setattr(zoo, "download", fake_download)
+    window = MainWindow(qt_settings, devices=[("cpu", "CPU")])
+    install_explorer(window)
+    qtbot.addWidget(window)
+    try:
+        start = window.monitor.form.start_from
+        start.set_source("torchvision")
+        assert start.problem and start.download.isVisibleTo(window.monitor.form)
+        start.download.click()
+        qtbot.waitUntil(lambda: not start.problem, timeout=60000)
+        assert fetched == [entry.url] and not start.download.isVisibleTo(window.monitor.form)
+        assert "of torchvision's 57,044,810 parameters learn" in start.params.text()
+    finally:
+        window.explorer.shutdown()

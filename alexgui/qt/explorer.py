@@ -87,6 +87,11 @@ class Explorer(JobMixin, QObject):
         self.units = UnitViews(self, self.torch_model, self.filters, self.feature_maps, self.retrieval,
                                lambda: window.monitor.form.config().data.data, window.show_error, window)
         self.model.changed.connect(lambda _p: self.units.panel.set_predictor(None))
+        # "Download ImageNet weights…" in the training form: the Classify panel's chooser downloads them
+        # (bytes, Cancel) and loads them; then the form checks its source again.
+        start_from = window.monitor.form.start_from
+        start_from.download_requested.connect(self._download_for_training)
+        self.model.changed.connect(lambda _p: start_from.problem and start_from.set_source(start_from.init))
         self.evaluation.explainImage.connect(self.explain_path)
         window.set_first_tab(self.docks["filters"])  # the paper's Figure 3 is what a training user wants beside the curves
         # The curves are the centre of the window: its four plots keep room for their axes, and the
@@ -162,6 +167,10 @@ class Explorer(JobMixin, QObject):
             self.explain.set_predictor(self.torch_model())  # the image shown, explained by the new model
         if self.model.fast and isinstance(predictor, TorchPredictor):
             self._convert(predictor)
+
+    def _download_for_training(self) -> None:
+        self.docks["classify"].raise_()
+        self.classify.chooser.load("torchvision", allow_download=True)
 
     # -- fast inference -------------------------------------------------------------------------
 

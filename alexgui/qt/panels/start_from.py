@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel
+from PySide6.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPushButton
 
+from alexgui.engine.model import zoo
 from alexgui.engine.training.init_source import FineTuneError, parameter_counts, quick_check
 
 RANDOM = ""
@@ -48,6 +49,7 @@ class StartFromForm(QObject):
     belong to the group's layout)."""
 
     changed = Signal()
+    download_requested = Signal()  # torchvision's weights are missing and the user asked for them
 
     def __init__(self, form: QFormLayout, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -71,9 +73,17 @@ class StartFromForm(QObject):
         self.params = QLabel()
         self.params.setObjectName("hint")
         self.params.setWordWrap(True)
+        self.download = QPushButton("Download ImageNet weights…")
+        entry = zoo.default_entry()
+        self.download.setToolTip(f"Download torchvision's ImageNet AlexNet ({entry.bytes / 1e6:.0f} MB from {entry.url}, "
+                                 "checked against its SHA-256) into torch's hub cache; the Classify panel shows the "
+                                 "bytes as they arrive, with Cancel")
+        self.download.clicked.connect(self.download_requested)
+        self.download.hide()
         form.addRow("Start from", self.source)
         form.addRow("Train", self.mode)
         form.addRow(self.note)
+        form.addRow(self.download)
         form.addRow(self.params)
         self._value = RANDOM
         self._arch = "paper"  # the source's network (the form's choice while training from random weights)
@@ -154,6 +164,7 @@ class StartFromForm(QObject):
     def _update(self) -> None:
         fine_tune = bool(self._value)
         self.mode.setEnabled(fine_tune)
+        self.download.setVisible(self._value == TORCHVISION and bool(self._problem))
         if self._problem:
             self.note.setText(self._problem)
             self.note.setProperty("error", True)
