@@ -25,8 +25,10 @@ saves only the window with the Training form set for "My photos (quick)" (docs/s
     python docs/make_screenshots.py --run /tmp/demo-run --inside-only --images PHOTOS
 
 saves the Filters panel with its history slider at an early frame (docs/screenshot-filter-history.png),
-one frame of that history (docs/filter-history-frame.png), and the Top images window of the conv5 unit
-whose strongest patch among PHOTOS responds most (docs/screenshot-top-images.png).
+one frame of that history (docs/filter-history-frame.png), the Top images window of the conv5 unit
+whose strongest patch among PHOTOS responds most (docs/screenshot-top-images.png), and the fc7 map
+of the demo's validation images indexed with the run's model, one image clicked
+(docs/screenshot-feature-space.png).
 
     python docs/make_screenshots.py --run /tmp/demo-run --explain-only [--photo-run RUN --photo IMAGE]
 
@@ -231,6 +233,23 @@ def inside_shots(run: Path, images: Path, layer: str = "conv5") -> int:
     wait(lambda: "drive it most" in panel.title.text(), 600, "the top images")
     panel.show_whole(0)
     save(explorer.units.window, "screenshot-top-images.png")
+
+    # The fc7 map of the demo's validation images, indexed with the run's model, one image clicked.
+    demo = ensure_demo_dataset(cache_dir())
+    explorer.docks["retrieval"].raise_()
+    explorer.retrieval.set_gallery(demo / "val", work / "index")
+    explorer.retrieval.build()
+    wait(lambda: not explorer.retrieval.is_busy() and explorer.retrieval.index is not None, 600, "the gallery index")
+    explorer.retrieval.map_button.click()
+    space = explorer.space.panel
+    with_map = lambda: space.map is not None and not space.is_busy()  # noqa: E731
+    if space.map is None:
+        space.compute_button.click()
+    wait(with_map, 600, "the t-SNE map")
+    space.select(len(space.map.paths) // 3)
+    wait(lambda: space.details is not None, 120, "the clicked image's neighbours")
+    settle(1500)
+    save(explorer.space.window, "screenshot-feature-space.png")
     explorer.shutdown()
     window.close()
     app.processEvents()

@@ -34,6 +34,7 @@ from alexgui.qt.panels.explain import ExplainPanel
 from alexgui.qt.panels.feature_maps import FeatureMapsPanel
 from alexgui.qt.panels.filters import FiltersPanel
 from alexgui.qt.panels.retrieval import RetrievalPanel
+from alexgui.qt.space_views import FeatureSpaceViews
 from alexgui.qt.unit_views import UnitViews
 from alexgui.qt.workers import describe_error
 
@@ -87,6 +88,13 @@ class Explorer(JobMixin, QObject):
         self.units = UnitViews(self, self.torch_model, self.filters, self.feature_maps, self.retrieval,
                                lambda: window.monitor.form.config().data.data, window.show_error, window)
         self.model.changed.connect(lambda _p: self.units.panel.set_predictor(None))
+        # A retrieval index's images on a 2-D map of the fc7 space, in a window (Retrieval's Map…).
+        self.space = FeatureSpaceViews(self, self.retrieval, lambda: self.model.predictor, window.show_info, window)
+        self.model.changed.connect(self.space.set_predictor)
+        self.act_map = window.add_window_action(
+            "fc7 &map…", "map", "Ctrl+Shift+M",
+            "The Retrieval panel's index on a 2-D map (t-SNE or PCA): similar images together, classes in clusters",
+            self.space.show_map)  # fmt: skip
         # "Download ImageNet weights…" in the training form: the Classify panel's chooser downloads them
         # (bytes, Cancel) and loads them; then the form checks its source again.
         start_from = window.monitor.form.start_from
@@ -134,6 +142,7 @@ class Explorer(JobMixin, QObject):
         window.closed.connect(self.evaluation_window.close)
         window.closed.connect(self.explain_window.close)
         window.closed.connect(self.units.window.close)
+        window.closed.connect(self.space.window.close)
         window.destroyed.connect(self.shutdown)
 
     def unelide_tabs(self) -> None:
@@ -342,6 +351,7 @@ class Explorer(JobMixin, QObject):
                       self.explain, *self.choosers):
             panel.shutdown()
         self.units.shutdown()
+        self.space.shutdown()
 
 
 def _to_onnx(predictor: TorchPredictor, stop: threading.Event, progress: Callable[..., None]) -> Predictor:

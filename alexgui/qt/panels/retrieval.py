@@ -119,6 +119,7 @@ class RetrievalPanel(JobMixin, QWidget):
     indexReady = Signal(object)  # GalleryIndex (GUI thread)
     resultsReady = Signal(object)  # {"query", "neighbours": [(path, distance)], ...}
     busyChanged = Signal(bool)
+    mapRequested = Signal(object)  # GalleryIndex: "Map…", the index's images placed in 2-D by their fc7
 
     def __init__(self, parent: QWidget | None = None, model: ExplorerModel | None = None) -> None:
         super().__init__(parent)
@@ -142,12 +143,19 @@ class RetrievalPanel(JobMixin, QWidget):
         self.open_index_button.clicked.connect(self._choose_index)
         self.build_button = QPushButton("Build index")
         self.build_button.clicked.connect(self.build)
+        self.map_button = QPushButton("Map…")
+        self.map_button.setToolTip("The index's images on a 2-D map of the fc7 space (t-SNE or PCA): similar "
+                                   "images side by side, classes in clusters")
+        self.map_button.setEnabled(False)
+        self.map_button.clicked.connect(lambda: self.index is not None and self.mapRequested.emit(self.index))
+        self.indexReady.connect(lambda _index: self.map_button.setEnabled(True))
         self.status = QLabel("Choose a gallery folder, then build its index.")
         self.status.setWordWrap(True)
         gallery = QHBoxLayout()
         gallery.addWidget(self.folder_button)
         gallery.addWidget(self.open_index_button)
         gallery.addWidget(self.build_button)
+        gallery.addWidget(self.map_button)
         gallery.addStretch(1)
 
         self.progress = JobProgress()
@@ -211,6 +219,7 @@ class RetrievalPanel(JobMixin, QWidget):
         self.folder = str(Path(folder).resolve())
         self.index_path = Path(index_path) if index_path is not None else default_index_location(folder)
         self.index = None
+        self.map_button.setEnabled(False)
         if (self.index_path / "index.json").exists():
             self.open_index(self.index_path)
         else:
