@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -68,13 +69,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     try:
-        return int(modules[args.command].run(args) or 0)
+        code = int(modules[args.command].run(args) or 0)
+        sys.stdout.flush()  # a reader gone shows here, where it is caught, rather than at the exit's flush
+        return code
     except AlexguiError as e:  # a problem written for the user that no command caught: say it, no traceback
         print(f"alexgui {args.command}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("alexgui: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`alexgui map --json | head`): what it wanted it has. Python would print
+        # a second error when flushing stdout at exit, so stdout is pointed at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command cut off this way
 
 
 def _print_anything() -> None:
