@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_explain
 	$(BIN)/python -m benchmarks.bench_finetune
 	$(BIN)/python -m benchmarks.bench_top_units
+	$(BIN)/python -m benchmarks.bench_feature_space
 
 # The GPU suite (benchmarks/README.md says how to run it on the device machine): here it runs on this
 # machine's GPU, or with SUITE_ARGS=--dry-run on the CPU at toy size. runs/ is git-ignored.
