@@ -87,3 +87,26 @@ def test_no_run_means_no_history(qtbot) -> None:  # type: ignore[no-untyped-def]
     panel.set_history_run(None)
     assert not panel.history.slider.isEnabled() and not panel.history.save_button.isEnabled()
     assert panel.history.label.text() == "History: no run"
+
+
+def test_a_run_opened_in_the_window_shows_its_history(qtbot, qt_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """File > Open run on a run another process trains: the Filters panel's slider walks its snapshots."""
+    from alexgui.engine.store.rundir import RunDir
+    from alexgui.qt.explorer import install_explorer
+    from alexgui.qt.main_window import MainWindow
+    from tests.helpers import make_dataset, tiny_config
+
+    cfg = tiny_config(make_dataset(tmp_path / "data"))
+    run = RunDir.create(tmp_path / "elsewhere", cfg)
+    run.release()
+    run_with_history(run.path, [0, 10, 20])
+    window = MainWindow(qt_settings, devices=[("cpu", "CPU")])
+    install_explorer(window)
+    qtbot.addWidget(window)
+    try:
+        assert window.open_run(run.path) is not None
+        bar = window.explorer.filters.history
+        qtbot.waitUntil(lambda: bar.run is not None and bar.slider.maximum() == 2, timeout=10000)
+        assert bar.run == run.path.resolve()
+    finally:
+        window.explorer.shutdown()

@@ -128,6 +128,9 @@ class Explorer(JobMixin, QObject):
             chooser.logMessage.connect(window.log.add_message)  # "Model loaded …", downloads, failures
         window.session.kernels.connect(self._on_kernels)
         window.session.run_started.connect(self._on_run_started)
+        # A run chosen in the runs list (one another process trains, too): its filter history in Filters.
+        window.current_run_changed.connect(
+            lambda path: path is not None and not window.session.is_running and self.filters.set_history_run(path))
         window.session.finished.connect(self._on_training_finished)
         window.files_dropped.connect(self.classify_paths)
         window.model_open_requested.connect(lambda path: self.load_model(str(path)))

@@ -45,6 +45,7 @@ class MainWindow(MainWindowUi):
     export_requested = Signal()
     model_open_requested = Signal(object)  # Path of a checkpoint or ONNX file
     closed = Signal()  # the window accepted its close: panels stop their background jobs now, not at exit
+    current_run_changed = Signal(object)  # the run folder (Path) selected in the runs list, None for one trained only here
 
     def __init__(
         self,
@@ -316,6 +317,7 @@ class MainWindow(MainWindowUi):
             self._current_key = key
             self.refresh_views()
             self.training.update_actions()
+            self.current_run_changed.emit(self.runs[key].path)
 
     def visible_runs(self) -> list[RunEntry]:
         """Checked runs, the current one first (drawn on top)."""
