@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {reason}", file=sys.stderr)
     if args.out is not None:
         sheet = args.out / f"{args.layer}-unit{args.unit}.png"
-        title = f"{args.layer} unit {args.unit} · top {len(entries)} of {len(tops.paths)} images · {predictor.source}"
+        title = f"{args.layer} unit {args.unit} · top {len(entries)} of {len(tops.paths)} images\n{predictor.source}"
         save_contact_sheet(entries, sheet, title, predictor.decode_size, predictor.preprocess.crop)
         print(f"contact sheet: {sheet}", file=sys.stderr)
     if args.json:

@@ -38,15 +38,19 @@ def unit_view(entry: TopImage, decode_size: int, crop: int) -> np.ndarray:
 
 
 def contact_sheet(entries: Sequence[TopImage], title: str, decode_size: int, crop: int, cols: int = 3) -> Image.Image:
-    """The entries in a grid of `cols` columns under `title`; an image that cannot be read is a grey cell."""
+    """The entries in a grid of `cols` columns under `title` (its lines after the first are muted); an image
+    that cannot be read is a grey cell."""
     font = ImageFont.load_default(size=CAPTION_PX)
     title_font = ImageFont.load_default(size=CAPTION_PX + 3)
     pad, caption_h = 8, 2 * (CAPTION_PX + 3)
     rows = max(1, -(-len(entries) // cols))
-    title_h = CAPTION_PX + 3 + 2 * pad
+    title_lines = title.split("\n")
+    title_h = len(title_lines) * (CAPTION_PX + 6) + 2 * pad
     sheet = Image.new("RGB", (cols * (CELL + pad) + pad, title_h + rows * (CELL + caption_h + pad)), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    draw.text((pad, pad), title, fill=TEXT, font=title_font)
+    for i, line in enumerate(title_lines):  # the first line in the title's font, the rest (the model) muted
+        draw.text((pad, pad + i * (CAPTION_PX + 6)), fit(line, title_font if i == 0 else font, sheet.width - 2 * pad),
+                  fill=TEXT if i == 0 else MUTED, font=title_font if i == 0 else font)
     for n, entry in enumerate(entries):
         row, col = divmod(n, cols)
         x, y = pad + col * (CELL + pad), title_h + row * (CELL + caption_h + pad)
@@ -55,11 +59,23 @@ def contact_sheet(entries: Sequence[TopImage], title: str, decode_size: int, cro
             sheet.paste(cell, (x, y))
         except (ImageError, ValueError):
             draw.rectangle((x, y, x + CELL - 1, y + CELL - 1), fill=(70, 70, 70))
-        name = Path(entry.path).name
-        name = name if len(name) <= 20 else name[:19] + "…"
         draw.text((x, y + CELL + 2), f"#{n + 1} · {entry.activation:.3g}", fill=TEXT, font=font)
-        draw.text((x, y + CELL + 2 + CAPTION_PX + 2), name, fill=MUTED, font=font)
+        draw.text((x, y + CELL + 2 + CAPTION_PX + 2), fit(Path(entry.path).name, font, CELL), fill=MUTED, font=font)
     return sheet
+
+
+def fit(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> str:
+    """`text` cut in the middle with "…" until it is at most `width` pixels wide in `font`."""
+    if font.getlength(text) <= width:
+        return text
+    keep = len(text)
+    while keep > 2:
+        keep -= 1
+        head, tail = text[: (keep + 1) // 2], text[len(text) - keep // 2 :]
+        short = f"{head}…{tail}"
+        if font.getlength(short) <= width:
+            return short
+    return "…"
 
 
 def save_contact_sheet(entries: Sequence[TopImage], path: str | os.PathLike[str], title: str, decode_size: int,
