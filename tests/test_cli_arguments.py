@@ -22,7 +22,7 @@ from tests.helpers import make_dataset
 # Commands checked in this process (their checks come before any model is loaded, so a model path
 # that does not exist proves the order), and commands run as real processes (train and experiment
 # would start work in this process if a check came late).
-IN_PROCESS = ("classify", "classify-onnx", "evaluate", "explain", "index", "neighbours")
+IN_PROCESS = ("classify", "classify-onnx", "evaluate", "explain", "top-images", "index", "neighbours")
 SUBPROCESS = ("train", "experiment")
 
 
@@ -36,11 +36,17 @@ def command_line(case: str, tmp: Path) -> list[str]:
         "classify-onnx": ["classify", "--model", model, "--backend", "onnx", image],
         "evaluate": ["evaluate", "--model", model, "--data", str(tmp)],
         "explain": ["explain", "--model", model, image, "--out", str(tmp / "out")],
+        "top-images": ["top-images", "--model", model, "--images", str(tmp), "--layer", "conv5", "--unit", "0",
+                       "--out", str(tmp / "out")],
         "index": ["index", "--model", model, "--images", str(tmp), "--out", str(tmp / "out")],
         "neighbours": ["neighbours", "--index", str(tmp / "index"), image],
         "train": ["train", "--data", data, "--out", str(tmp / "out"), *small],
         "experiment": ["experiment", "relu-vs-tanh", "--data", data, "--out", str(tmp / "out"), "--epochs", "1", *small],
     }[case]
+
+
+def command_of(case: str) -> str:
+    return case.removesuffix("-onnx")
 
 
 def bad_devices(case: str) -> list[str]:
@@ -67,7 +73,7 @@ def test_every_command_with_a_device_option_is_covered() -> None:
     parser, _ = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     with_device = {name for name, p in sub.choices.items() if any("--device" in a.option_strings for a in p._actions)}
-    assert with_device == {c.split("-")[0] for c in IN_PROCESS + SUBPROCESS}
+    assert with_device == {command_of(c) for c in IN_PROCESS + SUBPROCESS}
 
 
 @pytest.mark.parametrize("case", IN_PROCESS)
@@ -75,7 +81,7 @@ def test_bad_device_is_one_line_before_any_work(case: str, tmp_path: Path, capsy
     for value in bad_devices(case):
         assert main([*command_line(case, tmp_path), "--device", value]) == 2, value
         captured = capsys.readouterr()
-        assert_one_line_about(captured.err, f"alexgui {case.split('-')[0]}: argument --device: ")
+        assert_one_line_about(captured.err, f"alexgui {command_of(case)}: argument --device: ")
         assert repr(value) in captured.err or value in captured.err
         assert captured.out == ""
     assert not (tmp_path / "out").exists()
