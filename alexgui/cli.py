@@ -79,11 +79,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("alexgui: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # a pipe of something else: not ours to hide
         # The reader went away (`alexgui map --json | head`): what it wanted it has. Python would print
         # a second error when flushing stdout at exit, so stdout is pointed at /dev/null first.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a command cut off this way
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports an error on its writing end)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except AttributeError:  # no poll (Windows): the pipe error is most likely stdout's, as before
+        return True
+    except (OSError, ValueError):  # no usable stdout
+        return False
 
 
 def _print_anything() -> None:

@@ -168,3 +168,38 @@ def test_the_command_line_writes_a_gif_and_a_frame(trained: tuple[Path, list[Ker
     empty.mkdir()
     assert main(["filters", "--run", str(empty), "--out", str(tmp_path / "e.gif")]) == 2
     assert "no filter snapshots" in capsys.readouterr().err
+
+
+def test_a_truncated_snapshot_is_named_and_left_out_of_the_gif(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for step in (0, 1, 2):
+        write_snapshot(tmp_path, step, 0, kernels(step), TOWERS)
+    damaged = snapshot_files(history_folder(tmp_path))[1].path
+    damaged.write_bytes(damaged.read_bytes()[:5000])  # a zip cut short: BadZipFile inside numpy
+    with pytest.raises(FilterHistoryError, match="not a filter snapshot"):
+        read_snapshot(snapshot_files(history_folder(tmp_path))[1])
+    assert main(["filters", "--run", str(tmp_path), "--out", str(tmp_path / "h.gif")]) == 0
+    captured = capsys.readouterr()
+    assert "2 frame(s)" in captured.out and "skipped" in captured.err and "step-0000000001.npz" in captured.err
+    assert main(["filters", "--run", str(tmp_path), "--out", str(tmp_path / "filters")]) == 2  # not .gif/.png
+    (tmp_path / "out.png").mkdir()
+    assert main(["filters", "--run", str(tmp_path), "--out", str(tmp_path / "out.png")]) == 2
+    assert "cannot write it" in capsys.readouterr().err
+
+
+def test_thinning_needs_room_for_three(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 3"):
+        write_snapshot(tmp_path, 0, 0, kernels(0), TOWERS, keep=2)
+
+
+def test_a_resumed_run_drops_the_frames_of_the_steps_it_redoes(trained: tuple[Path, list[KernelSnapshot]],
+                                                              tmp_path: Path) -> None:
+    import shutil
+
+    run, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    write_snapshot(copy, 7, 3, kernels(7), TOWERS)  # a frame of steps lost when the run was killed
+    cfg = RunDir.open(copy).config()
+    cfg.train.epochs = 3
+    list(train(cfg, RunDir.open_for_writing(copy), TrainControl(snapshot_seconds=1e9), resume=True))
+    assert [r.step for r in snapshot_files(history_folder(copy))] == [0, 2, 4, 6]

@@ -110,3 +110,45 @@ def test_a_run_opened_in_the_window_shows_its_history(qtbot, qt_settings, tmp_pa
         assert bar.run == run.path.resolve()
     finally:
         window.explorer.shutdown()
+
+
+def test_after_play_the_live_kernels_show_again(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.set_kernels(kernels(999))
+    panel.set_history_run(run_with_history(tmp_path, [0, 5, 9]))
+    bar = panel.history
+    bar._player.setInterval(10)
+    bar.play_button.setChecked(True)
+    qtbot.waitUntil(lambda: not bar.play_button.isChecked(), timeout=5000)
+    assert bar.shown_step is None and "now" in bar.label.text()
+    newer = kernels(1001)
+    panel.set_kernels(newer)  # the trainer's next snapshot is drawn: the panel is live again
+    np.testing.assert_array_equal(panel.kernels["conv1"], newer)
+
+
+def test_a_past_frame_keeps_its_place_when_thinning_moves_the_frames(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    steps = list(range(0, 100, 10))
+    panel.set_history_run(run_with_history(tmp_path, steps))
+    bar = panel.history
+    bar.slider.setValue(7)  # step 70
+    assert bar.shown_step == 70
+    for step in (100, 110, 120):  # new snapshots, and thinning that removes every other old one
+        write_snapshot(tmp_path, step, 0, kernels(step), TOWERS, keep=8)
+    bar.refresh()
+    assert bar.refs[bar.slider.value()].step <= 70 and not bar.at_end()
+    assert bar.shown_step == 70 and "step 70" in bar.label.text()
+
+
+def test_change_since_start_of_a_past_frame_is_against_the_historys_first(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.set_kernels(np.zeros((64, 3, 11, 11), np.float32), arch="torchvision")  # another network is shown
+    panel.set_history_run(run_with_history(tmp_path, [0, 10, 20]))
+    panel.show_change.setChecked(True)
+    panel.history.slider.setValue(1)
+    change = panel.displayed_kernels("conv1")
+    assert change is not None and change.shape == (96, 3, 11, 11)
+    np.testing.assert_allclose(change, kernels(10) - kernels(0), atol=1e-4)

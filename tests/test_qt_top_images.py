@@ -105,3 +105,33 @@ def test_in_the_app_a_filters_click_opens_the_units_top_images(qtbot, qt_setting
         assert explorer.units.window.width() <= 1280 and explorer.units.window.height() <= 800
     finally:
         window.explorer.shutdown()
+
+
+def test_a_second_unit_asked_for_during_a_pass_shows_its_own_progress(qtbot, gallery: Path,  # type: ignore[no-untyped-def]
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALEXGUI_CACHE_DIR", str(gallery.parent / "cache"))
+    panel = TopImagesPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.set_gallery(gallery)
+    p = predictor()
+    panel.show_unit(p, "conv1", 5)
+    qtbot.waitUntil(panel.is_busy, timeout=10000)
+    panel.show_unit(p, "conv2", 200)  # wider than conv1's 96: the box must still say 200
+    qtbot.waitUntil(lambda: panel.is_busy() and "conv2 · unit 200" in panel.title.text(), timeout=30000)
+    assert panel.progress.isVisible() and "Cancelled" not in panel.title.text()
+    qtbot.waitUntil(lambda: "drive it most" in panel.title.text(), timeout=60000)
+    assert "conv2 · unit 200" in panel.title.text() and panel.unit_spin.value() == 200
+
+
+def test_another_model_drops_a_running_pass(qtbot, gallery: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ALEXGUI_CACHE_DIR", str(gallery.parent / "cache"))
+    panel = TopImagesPanel()
+    qtbot.addWidget(panel)
+    panel.set_gallery(gallery)
+    panel.show_unit(predictor(), "fc6", 1)
+    qtbot.waitUntil(panel.is_busy, timeout=10000)
+    other = predictor("torchvision")
+    panel.set_predictor(other)
+    qtbot.waitUntil(lambda: not panel.is_busy(), timeout=60000)
+    assert panel.tops is None and panel.predictor is other

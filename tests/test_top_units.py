@@ -150,12 +150,34 @@ def test_a_pass_is_cached_and_computed_again_when_the_gallery_changes(gallery: P
     assert calls == ["pass", "pass"]
 
 
-def test_memory_is_independent_of_the_gallery(gallery: Path) -> None:
-    """What the pass keeps between batches is (units, K): a 13-image and a 3-image gallery keep the same."""
+def test_the_result_is_units_by_k_whatever_the_gallery(gallery: Path) -> None:
+    """The pass's result (and what it keeps between batches) is (units, K), for 3 images as for 13; the
+    memory it takes is measured in benchmarks/bench_top_units.py."""
     p = predictor()
     small = top_images(p, sorted(str(f) for f in gallery.rglob("*.png"))[:3], "conv2", k=3)
     large = top_images(p, gallery, "conv2", k=3)
     assert small.values.shape == large.values.shape == (256, 3)
+
+
+def test_a_damaged_cache_file_is_computed_again_and_replaced(gallery: Path, tmp_path: Path) -> None:
+    p = predictor()
+    first = top_images(p, gallery, "fc6", k=3, cache=tmp_path / "cache")
+    [cached] = (tmp_path / "cache" / "top-units").glob("*.npz")
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])  # truncated: a BadZipFile, not a ValueError
+    again = top_images(p, gallery, "fc6", k=3, cache=tmp_path / "cache")
+    np.testing.assert_array_equal(again.values, first.values)
+    assert top_units._read_cache(tmp_path / "cache", top_units._cache_key(p, "fc6", again.paths), "fc6", 3) is not None
+
+
+def test_the_cache_keeps_the_most_recently_used_passes(tmp_path: Path) -> None:
+    folder = tmp_path / "top-units"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"conv1-{i}.npz").write_bytes(b"x" * 100)
+        os.utime(folder / f"conv1-{i}.npz", ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+    removed = top_units.prune(folder, keep_files=3, keep_bytes=10**9)
+    assert sorted(p.name for p in removed) == ["conv1-0.npz", "conv1-1.npz"]
+    assert top_units.prune(folder, keep_files=10, keep_bytes=150) == [folder / "conv1-3.npz", folder / "conv1-2.npz"]
 
 
 def test_the_command_line_prints_json_and_writes_a_contact_sheet(gallery: Path, tmp_path: Path,
@@ -183,3 +205,8 @@ def test_the_command_line_prints_json_and_writes_a_contact_sheet(gallery: Path, 
     assert main(["top-images", "--model", str(model), "--images", str(tmp_path / "nowhere"), "--layer", "conv5",
                  "--unit", "0"]) == 2
     assert "not a folder of images or a retrieval index" in capsys.readouterr().err
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    assert main(["top-images", "--model", str(model), "--images", str(gallery), "--layer", "fc7", "--unit", "0",
+                 "--out", str(blocker), "--device", "cpu"]) == 2
+    assert "cannot write fc7-unit0.png there" in capsys.readouterr().err

@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:  # every snapshot damaged
         print(f"alexgui filters: {args.run}: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the output cannot be written (a folder of that name, no such folder, no space)
+        print(f"alexgui filters: --out {out}: cannot write it ({e.strerror or e})", file=sys.stderr)
+        return 2
     finally:
         if sys.stderr.isatty():
             print(file=sys.stderr)

@@ -70,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         sheet = args.out / f"{args.layer}-unit{args.unit}.png"
         title = f"{args.layer} unit {args.unit} · top {len(entries)} of {len(tops.paths)} images\n{predictor.source}"
-        save_contact_sheet(entries, sheet, title, predictor.decode_size, predictor.preprocess.crop)
+        try:
+            save_contact_sheet(entries, sheet, title, predictor.decode_size, predictor.preprocess.crop)
+        except OSError as e:
+            print(f"alexgui top-images: --out {args.out}: cannot write {sheet.name} there ({e.strerror or e})",
+                  file=sys.stderr)
+            return 2
         print(f"contact sheet: {sheet}", file=sys.stderr)
     if args.json:
         print(json.dumps([entry.to_json() for entry in entries], indent=1))

@@ -87,7 +87,7 @@ class Explorer(JobMixin, QObject):
         # A kernel (Filters) or channel (Feature maps) clicked: the images that drive it, in a window.
         self.units = UnitViews(self, self.torch_model, self.filters, self.feature_maps, self.retrieval,
                                lambda: window.monitor.form.config().data.data, window.show_error, window)
-        self.model.changed.connect(lambda _p: self.units.panel.set_predictor(None))
+        self.model.changed.connect(lambda _p: self.units.model_changed())
         # A retrieval index's images on a 2-D map of the fc7 space, in a window (Retrieval's Map…).
         self.space = FeatureSpaceViews(self, self.retrieval, lambda: self.model.predictor, window.show_info, window)
         self.model.changed.connect(self.space.set_predictor)
@@ -355,6 +355,7 @@ class Explorer(JobMixin, QObject):
             panel.shutdown()
         self.units.shutdown()
         self.space.shutdown()
+        self.filters.history.shutdown()  # a GIF being written
 
 
 def _to_onnx(predictor: TorchPredictor, stop: threading.Event, progress: Callable[..., None]) -> Predictor:

@@ -52,6 +52,11 @@ class UnitViews(QObject):
         self.window.show_window()
         self.panel.show_unit(predictor, layer, unit)
 
+    def model_changed(self) -> None:
+        """The explorer's model changed: the panel's Show uses the new one; a pass of the old one is dropped."""
+        predictor = self._model()
+        self.panel.set_predictor(predictor if isinstance(predictor, TorchPredictor) else None)
+
     def default_gallery(self) -> str | None:
         if self._chosen:
             return self._chosen

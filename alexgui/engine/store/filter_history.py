@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from alexgui.engine.store.atomic import atomic_write_bytes, is_temporary
+from alexgui.engine.store.npz import NpzError, read_npz
 from alexgui.errors import AlexguiError
 
 FOLDER = "filters"
@@ -95,9 +96,11 @@ def snapshot_files(folder: Path) -> list[SnapshotRef]:
 
 def thin(folder: Path, keep: int = MAX_SNAPSHOTS) -> list[Path]:
     """Delete every second snapshot of the older half while more than `keep` remain; the first stays."""
+    if keep < 3:
+        raise ValueError(f"keep at least 3 snapshots (the first, one old, the latest), not {keep}")
     refs = snapshot_files(folder)
     removed: list[Path] = []
-    while len(refs) > max(keep, 2):
+    while len(refs) > keep:
         older = refs[: len(refs) // 2]
         doomed = older[1::2]  # odd positions: the first (the run's start) is never among them
         for ref in doomed:
@@ -137,13 +140,16 @@ def read_snapshot(ref: SnapshotRef) -> FilterSnapshot:
     if ref.from_checkpoint:
         return _read_checkpoint(ref)
     try:
-        with np.load(ref.path, allow_pickle=False) as data:
-            kernels = np.asarray(data["kernels"], np.float32)
-            towers = [int(t) for t in data["towers"]]
-            step, epoch = int(data["step"]), int(data["epoch"])
+        data = read_npz(ref.path, ("kernels", "towers", "step", "epoch"))
     except FileNotFoundError:
         raise FilterHistoryError(f"{ref.path}: no such file (thinned or deleted since it was listed)") from None
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except NpzError as e:
+        raise FilterHistoryError(f"{ref.path}: not a filter snapshot ({e})") from None
+    try:
+        kernels = np.asarray(data["kernels"], np.float32)
+        towers = [int(t) for t in np.asarray(data["towers"]).reshape(-1)]
+        step, epoch = int(data["step"]), int(data["epoch"])
+    except (TypeError, ValueError) as e:
         raise FilterHistoryError(f"{ref.path}: not a filter snapshot ({e})") from None
     if kernels.ndim != 4 or kernels.shape[1] != 3 or len(towers) != kernels.shape[0]:
         raise FilterHistoryError(f"{ref.path}: kernels of shape {kernels.shape} with {len(towers)} towers")

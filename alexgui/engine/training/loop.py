@@ -174,8 +174,6 @@ class _Trainer:
             self.resumed_from = str(checkpoint.path)
             self.cfg = resumed_config(self.cfg, checkpoint)
             self.at = restore_position(checkpoint, self.dist.world_size)
-            if self.dist.is_main:  # the steps after the checkpoint are redone: their filter frames go
-                forget_after(self.run_dir.path, self.step)
             if self.cfg.train.max_steps and self.step >= self.cfg.train.max_steps:
                 # Nothing to do, and nothing written: not even one more step (said, not logged).
                 yield Finished(self.step, self.epoch, reason="max_steps")
@@ -204,6 +202,8 @@ class _Trainer:
         self.preprocess = preprocess.to(device)
         if self.dist.is_main:  # only once resuming is known to fit the data (a refusal leaves the file alone)
             atomic_write_text(self.run_dir.config_path, cfg.to_toml())
+            if checkpoint is not None:  # the steps after the checkpoint are redone: their filter frames go
+                forget_after(self.run_dir.path, self.step)
         self.class_names = list(data.class_names)
 
         cfg.model.num_classes = len(data.class_names)

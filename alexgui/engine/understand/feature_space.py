@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ import numpy as np
 from alexgui.engine.inference.gallery import GalleryIndex
 from alexgui.engine.inference.index_files import load_index
 from alexgui.engine.store.atomic import atomic_open
+from alexgui.engine.store.npz import NpzError, read_npz
 from alexgui.errors import AlexguiError, Cancelled
 
 Progress = Callable[[int, int], None]
@@ -377,11 +377,10 @@ def _read_cache(index: GalleryIndex, method: str, seed: int, key: str) -> Featur
     if path is None or not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            stored_key = str(data["key"])
-            coords = np.array(data["coords"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        data = read_npz(path, ("key", "coords"))
+    except (OSError, NpzError):
         return None  # unreadable or not ours: computed again and replaced
+    stored_key, coords = str(data["key"]), data["coords"]
     if stored_key != key or coords.dtype != np.float32 or coords.shape != (len(index), 2) or not np.isfinite(coords).all():
         return None  # stale (the index was rebuilt) or damaged
     return FeatureMap(coords, list(index.paths), method, seed, key, from_cache=True, cached_at=path)

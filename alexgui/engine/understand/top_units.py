@@ -30,6 +30,7 @@ import torch
 from alexgui.engine.data.imageio import ImageError
 from alexgui.engine.inference.predict import TorchPredictor, list_images
 from alexgui.engine.store.atomic import atomic_write_bytes
+from alexgui.engine.store.npz import NpzError, read_npz
 from alexgui.engine.understand.receptive_field import CONV_UNITS, geometry
 from alexgui.errors import AlexguiError, Cancelled
 
@@ -37,6 +38,8 @@ UNIT_LAYERS = (*CONV_UNITS, "fc6", "fc7", "fc8")
 DEFAULT_K = 9
 CACHE_FOLDER = "top-units"
 FORMAT = "alexgui-top-units/1"
+CACHE_FILES = 64  # passes kept in the cache, the most recently used
+CACHE_BYTES = 512 * 1024 * 1024
 
 Progress = Callable[[int, int], None]
 
@@ -207,8 +210,10 @@ def _merge(values: torch.Tensor | None, images: torch.Tensor | None, positions: 
 
 def _cache_key(predictor: TorchPredictor, layer: str, paths: list[str]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([FORMAT, predictor.fingerprint, layer, predictor.preprocess.describe()], sort_keys=True,
-                        default=str).encode())
+    # The weights' fingerprint, and the network's make-up (LRN, pooling, activation carry no weights of
+    # their own: two models could share weights and differ there).
+    h.update(json.dumps([FORMAT, predictor.fingerprint, repr(predictor.model), layer, predictor.preprocess.describe()],
+                        sort_keys=True, default=str).encode())
     for path in paths:
         try:
             st = os.stat(path)
@@ -235,7 +240,28 @@ def _write_cache(folder: Path, key: str, tops: LayerTops) -> None:
     try:
         atomic_write_bytes(_cache_file(folder, key, tops.layer), buffer.getvalue())
     except OSError:
-        pass  # a cache that cannot be written costs the next call a pass, nothing else
+        return  # a cache that cannot be written costs the next call a pass, nothing else
+    prune(folder / CACHE_FOLDER)
+
+
+def prune(folder: Path, keep_files: int = CACHE_FILES, keep_bytes: int = CACHE_BYTES) -> list[Path]:
+    """Delete the least recently used passes beyond `keep_files` or `keep_bytes` in all (every model
+    and checkpoint reloaded makes new ones); a pass read from the cache counts as used."""
+    entries = []
+    for path in folder.glob("*.npz"):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        entries.append((st.st_mtime_ns, st.st_size, path))
+    entries.sort(reverse=True)  # newest first
+    removed, total = [], 0
+    for n, (_, size, path) in enumerate(entries):
+        total += size
+        if n >= keep_files or total > keep_bytes:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _read_cache(folder: Path, key: str, layer: str, k: int) -> LayerTops | None:
@@ -244,14 +270,26 @@ def _read_cache(folder: Path, key: str, layer: str, k: int) -> LayerTops | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            values, images = np.asarray(data["values"]), np.asarray(data["images"])
-            boxes = np.asarray(data["boxes"]) if "boxes" in data.files else None
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError):
-        return None  # damaged: computed again
+        data = read_npz(path, ("meta", "values", "images"), optional=("boxes",))
+        meta = json.loads(bytes(data["meta"]).decode())
+    except (OSError, NpzError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # damaged: computed again, and the file replaced
+    values, images, boxes = data["values"], data["images"], data.get("boxes")
+    if values.ndim != 2 or images.shape != values.shape or (boxes is not None and boxes.shape[:2] != values.shape):
+        return None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or values.shape[1] < k:
         return None
     keep = slice(0, k)
-    return LayerTops(str(meta["layer"]), list(meta["paths"]), values[:, keep], images[:, keep],
-                     boxes[:, keep] if boxes is not None else None, int(meta["crop"]), list(meta.get("skipped", [])))
+    try:
+        paths = [str(p) for p in meta["paths"]]
+        tops = LayerTops(str(meta["layer"]), paths, values[:, keep], images[:, keep],
+                         boxes[:, keep] if boxes is not None else None, int(meta["crop"]), list(meta.get("skipped", [])))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if tops.images.size and int(tops.images.max()) >= len(paths):
+        return None
+    try:
+        os.utime(path)  # used now: the last to be pruned
+    except OSError:
+        pass  # a read-only cache still serves
+    return tops

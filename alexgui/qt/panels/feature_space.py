@@ -59,9 +59,9 @@ SIDE = 4 * BUTTON + 3 * 2 + 4 + 24
 
 def _map_job(index: GalleryIndex, method: str, seed: int, cache_only: bool, stop: threading.Event,
              progress: Callable[..., None]) -> FeatureMap | None:
-    if cache_only:
-        return cached_map(index, method, seed, stop)
     try:
+        if cache_only:
+            return cached_map(index, method, seed, stop)
         return compute_map(index, method, seed, progress=lambda d, t: progress(d, t, METHOD_NAMES[method]), stop=stop)
     except Cancelled:
         return None
@@ -108,6 +108,7 @@ class FeatureSpacePanel(JobMixin, QWidget):
         self.selected: int | None = None
         self.details: dict[str, Any] | None = None
         self.error = ""
+        self._switched = False  # a running map was cancelled because another index was set
         self._details_job: Job | None = None
         self._details_running: set[Job] = set()
 
@@ -195,6 +196,7 @@ class FeatureSpacePanel(JobMixin, QWidget):
 
     def set_index(self, index: GalleryIndex | None) -> None:
         """Map this index (None: nothing); a current map cached beside it is shown at once."""
+        self._switched = self.is_busy()
         self.cancel()
         self.index = index
         self.view.forget_thumbnails()
@@ -235,7 +237,7 @@ class FeatureSpacePanel(JobMixin, QWidget):
         # Only the current index's map: one for an index since replaced is dropped.
         job.yielded.connect(lambda fmap: self._show_map(fmap) if index is self.index else None)
         job.progress.connect(self.progress.advance)
-        job.errored.connect(lambda e: self._show_error(describe_error(e)))
+        job.errored.connect(lambda e: self._show_error(describe_error(e)) if index is self.index else None)
         self.error = ""
         self.busyChanged.emit(True)
         job.start()
@@ -243,8 +245,9 @@ class FeatureSpacePanel(JobMixin, QWidget):
 
     def job_done(self, cancelled: bool) -> None:
         self.progress.end()
-        if cancelled:
+        if cancelled and not self._switched:  # cancelled by set_index: its own text stays
             self.status.setText("Mapping cancelled.")
+        self._switched = False
         self._enable()
         self.busyChanged.emit(False)
 

@@ -37,6 +37,8 @@ class FilterHistoryBar(JobMixin, QWidget):
         super().__init__(parent)
         self.run: Path | None = None
         self.refs: list[SnapshotRef] = []
+        self.shown_step: int | None = None  # the step of the past frame on screen; None: the live kernels
+        self._first: FilterSnapshot | None = None  # the history's first frame, the base of "change since start"
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setToolTip("conv1's kernels over this run's training: drag back in time; the right end is now")
         self.slider.setEnabled(False)
@@ -80,6 +82,8 @@ class FilterHistoryBar(JobMixin, QWidget):
         self.play_button.setChecked(False)
         self.run = Path(run) if run is not None else None
         self.refs = []
+        self.shown_step = None
+        self._first = None
         self.refresh()
         if self.run is not None:
             self._poll.start()
@@ -87,16 +91,20 @@ class FilterHistoryBar(JobMixin, QWidget):
             self._poll.stop()
 
     def refresh(self) -> None:
-        """List the run's snapshots again; a slider at the end stays at the (new) end."""
-        at_end = self.at_end()
+        """List the run's snapshots again. Live stays at the (new) end; a past frame keeps its place: the
+        slider goes to its step (or the nearest one before it, when thinning took it)."""
         refs = snapshots(self.run) if self.run is not None else []
         if [r.step for r in refs] == [r.step for r in self.refs]:
             return
+        if not refs or not self.refs or refs[0].path != self.refs[0].path:
+            self._first = None
         self.refs = refs
         with QSignalBlocker(self.slider):
             self.slider.setRange(0, max(len(refs) - 1, 0))
-            if at_end:
+            if self.shown_step is None:
                 self.slider.setValue(self.slider.maximum())
+            else:
+                self.slider.setValue(max(0, sum(1 for r in refs if r.step <= self.shown_step) - 1))
         enabled = len(refs) > 1
         self.slider.setEnabled(enabled)
         self.play_button.setEnabled(enabled)
@@ -105,6 +113,15 @@ class FilterHistoryBar(JobMixin, QWidget):
 
     def at_end(self) -> bool:
         return not self.refs or self.slider.value() >= self.slider.maximum()
+
+    def first_snapshot(self) -> FilterSnapshot | None:
+        """The history's first frame (read once), or None when it cannot be read."""
+        if self._first is None and self.refs:
+            try:
+                self._first = read_snapshot(self.refs[0])
+            except FilterHistoryError:
+                return None
+        return self._first
 
     def _poll_if_visible(self) -> None:
         if self.isVisible() and not self.is_busy():
@@ -117,11 +134,18 @@ class FilterHistoryBar(JobMixin, QWidget):
         if not self.refs:
             return
         if self.at_end() and not self.play_button.isChecked():
-            self.live_chosen.emit()
+            self._go_live()
             return
         snapshot = self._read(self.refs[index])
         if snapshot is not None:
+            self.shown_step = snapshot.step
+            self._describe()
             self.frame_chosen.emit(snapshot)
+
+    def _go_live(self) -> None:
+        self.shown_step = None
+        self._describe()
+        self.live_chosen.emit()
 
     def _read(self, ref: SnapshotRef) -> FilterSnapshot | None:
         try:
@@ -140,6 +164,8 @@ class FilterHistoryBar(JobMixin, QWidget):
             self._player.start()
         else:
             self._player.stop()
+            if self.at_end():  # played to the end: back to the live kernels, as a drag to the end would be
+                self._go_live()
 
     def _next_frame(self) -> None:
         if self.slider.value() >= self.slider.maximum():
@@ -154,8 +180,7 @@ class FilterHistoryBar(JobMixin, QWidget):
         if not self.refs:
             self.label.setText(f"History of {self.run.name}: no snapshots yet")
             return
-        ref = self.refs[min(self.slider.value(), len(self.refs) - 1)]
-        where = "now" if self.at_end() else f"step {ref.step:,}"
+        where = "now" if self.shown_step is None else f"step {self.shown_step:,}"
         last = self.refs[-1].step
         self.label.setText(f"History of {self.run.name}: {where} · {len(self.refs)} frames, steps 0 to {last:,}")
 

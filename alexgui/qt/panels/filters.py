@@ -270,12 +270,19 @@ class FiltersPanel(QWidget):
         self.refresh()
 
     def displayed_kernels(self, layer: str) -> np.ndarray | None:
-        """The layer's kernels, or their change since the first snapshot when that view is on."""
+        """The layer's kernels, or their change since the first snapshot when that view is on: a past frame
+        of the history against the history's first frame, the live kernels against the first they had."""
         weights = self._kernels.get(layer)
-        first = self._first_kernels.get(layer)
-        if weights is not None and self.show_change.isChecked() and first is not None:
-            return weights - first
-        return weights
+        if weights is None or not self.show_change.isChecked():
+            return weights
+        if self._live is not None and layer == "conv1":
+            base = self.history.first_snapshot()
+            first = base.kernels if base is not None else None
+        else:
+            first = self._first_kernels.get(layer)
+        if first is None or first.shape != weights.shape:  # another network's kernels: nothing to subtract
+            return weights
+        return weights - first
 
     def refresh(self) -> None:
         layer = self.layer_box.currentText()

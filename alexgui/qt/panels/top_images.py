@@ -59,7 +59,8 @@ class TopImagesPanel(JobMixin, QWidget):
         self.entries: list[TopImage] = []
         self._views: list[np.ndarray | None] = []
         self._wholes: list[np.ndarray | None] = []
-        self._request = 0
+        self._request = 0  # the newest request; an answer to an older one is dropped
+        self._running = 0  # the request whose pass runs (or ran last)
 
         self.layer_box = QComboBox()
         self.layer_box.addItems(UNIT_LAYERS)
@@ -132,9 +133,12 @@ class TopImagesPanel(JobMixin, QWidget):
     # ---- what to show -------------------------------------------------------------------------
 
     def set_predictor(self, predictor: TorchPredictor | None) -> None:
+        """Another model (or none): a pass of the old one still running is cancelled and its answer dropped."""
         if predictor is not self.predictor:
             self.predictor = predictor
             self.tops = None
+            self._request += 1
+            self.cancel()
 
     def set_gallery(self, folder: str | Path | None) -> None:
         self.gallery = Path(folder) if folder else None
@@ -156,17 +160,20 @@ class TopImagesPanel(JobMixin, QWidget):
                 return
         with QSignalBlocker(self.layer_box), QSignalBlocker(self.unit_spin):
             self.layer_box.setCurrentText(layer)
+            self.unit_spin.setMaximum(max(self.unit_spin.maximum(), unit))  # the layer's width is known after the pass
             self.unit_spin.setValue(unit)
         self.cancel()
         self._request += 1
         request = self._request
         self.title.setText(f"<b>{layer} · unit {unit}</b> · searching {self.gallery}…")
-        self.progress.begin(0, label="images")
         self.after_job(lambda: self._start(request, layer, unit))
 
     def _start(self, request: int, layer: str, unit: int) -> None:
         if request != self._request or self.predictor is None or self.gallery is None:
             return
+        self.title.setText(f"<b>{layer} · unit {unit}</b> · searching {self.gallery}…")
+        self.progress.begin(0, label="images")
+        self._running = request
         job = self.new_job(_find, self.predictor, self.gallery, layer, unit)
         job.progress.connect(lambda done, total, _m: self.progress.advance(done, total))
         job.yielded.connect(lambda result: self._on_result(request, layer, unit, result))
@@ -175,7 +182,7 @@ class TopImagesPanel(JobMixin, QWidget):
 
     def job_done(self, cancelled: bool) -> None:
         self.progress.end()
-        if cancelled:
+        if cancelled and self._running == self._request:  # not when a newer request takes over
             self.title.setText("Cancelled.")
 
     def _on_result(self, request: int, layer: str, unit: int, result: dict[str, Any]) -> None:
@@ -185,7 +192,9 @@ class TopImagesPanel(JobMixin, QWidget):
         self._views, self._wholes = result["views"], result["wholes"]
         tops = self.tops
         assert tops is not None
-        self.unit_spin.setRange(0, tops.units - 1)
+        with QSignalBlocker(self.unit_spin):
+            self.unit_spin.setRange(0, tops.units - 1)
+            self.unit_spin.setValue(unit)
         kind = "the patches that" if tops.boxes is not None else "the images that"
         skipped = f" · {len(tops.skipped)} unreadable" if tops.skipped else ""
         self.title.setText(f"<b>{layer} · unit {unit}</b> · {kind} drive it most, of {len(tops.paths)} images{skipped}")
