@@ -16,6 +16,7 @@ from alexgui.engine.inference.predict import Predictor, TorchPredictor
 from alexgui.engine.model.networks import build_model
 from alexgui.engine.store.checkpoint import save_checkpoint
 from alexgui.engine.training.checkpoints import CHECKPOINT_FORMAT
+from tests.helpers import kaiming_init
 
 COLOURS = {"red": (210, 40, 40), "blue": (40, 60, 210)}
 
@@ -54,11 +55,7 @@ def train_colour_checkpoint(path: Path, seed: int = 0) -> Path:
     cfg = RunConfig()
     cfg.model.num_classes = 2
     model = build_model(cfg.model).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                torch.nn.init.zeros_(module.bias)
+    kaiming_init(model)
     stats = DataStats(
         mean_image=np.full((256, 256, 3), 120.0, np.float32),
         pca_eigvals=np.array([300.0, 20.0, 5.0], np.float32),

@@ -15,7 +15,7 @@ from alexgui.engine.store.checkpoint import save_checkpoint
 from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.training.checkpoints import Position, checkpoint_meta, checkpoint_tensors
 from alexgui.engine.training.schedule import PlateauSchedule
-from tests.helpers import make_dataset, make_image, tiny_config
+from tests.helpers import kaiming_init, make_dataset, make_image, tiny_config
 
 NEW_CLASSES = {"leaf": 2, "sun": 3}  # the helpers' green vertical and yellow horizontal stripes
 
@@ -48,11 +48,7 @@ def make_source_run(root: Path) -> Path:
     cfg.model.num_classes = 2
     torch.manual_seed(0)
     model = build_model(cfg.model).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                torch.nn.init.zeros_(module.bias)
+    kaiming_init(model)
     stats = DataStats(mean_image=np.full((256, 256, 3), 120.0, np.float32),
                       pca_eigvals=np.array([300.0, 20.0, 5.0], np.float32), pca_eigvecs=np.eye(3, dtype=np.float32))
     preprocess = Preprocess.from_stats(stats, crop=64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from alexgui.config import RunConfig
@@ -52,3 +53,14 @@ def tiny_config(data: Path, **train: object) -> RunConfig:
     for key, value in train.items():
         setattr(cfg.train, key, value)
     return cfg
+
+
+def kaiming_init(model: torch.nn.Module) -> torch.nn.Module:
+    """Kaiming-normal weights and zero biases in every conv and linear layer (in place; returned): unlike the
+    paper's N(0, 0.01) start, every layer's activations then vary from image to image, as a trained net's do."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                torch.nn.init.zeros_(module.bias)
+    return model

@@ -20,7 +20,7 @@ from alexgui.engine.model.networks import build_model
 from alexgui.engine.understand import top_units
 from alexgui.engine.understand.receptive_field import CONV_UNITS, geometry
 from alexgui.engine.understand.top_units import TopUnitsError, top_images
-from tests.helpers import make_image
+from tests.helpers import kaiming_init, make_image
 
 
 def predictor(arch: str = "paper") -> TorchPredictor:
@@ -28,12 +28,7 @@ def predictor(arch: str = "paper") -> TorchPredictor:
     cfg = RunConfig()
     cfg.model.arch = arch
     cfg.model.num_classes = 3
-    model = build_model(cfg.model).eval()
-    with torch.no_grad():  # Kaiming weights: varied activations in every layer (the paper's N(0, 0.01) start is flat)
-        for module in model.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                torch.nn.init.zeros_(module.bias)
+    model = kaiming_init(build_model(cfg.model).eval())  # varied activations in every layer
     return TorchPredictor(model, Preprocess.imagenet_mean_std(), ["a", "b", "c"], f"rand-{arch}", "random model")
 
 
