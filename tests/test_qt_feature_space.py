@@ -159,6 +159,11 @@ def test_a_cached_map_shows_when_the_index_is_set(qtbot, tmp_path: Path) -> None
 
 
 def test_fits_a_small_screen_and_a_narrow_dock(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QApplication
+
+    from alexgui.qt.app import apply_theme
+
+    apply_theme(QApplication.instance())  # the app's padding, as users see it (other tests may not have set it)
     panel = _panel(qtbot, 1280, 800)
     hint = panel.minimumSizeHint()
     assert hint.width() <= 700 and hint.height() <= 600

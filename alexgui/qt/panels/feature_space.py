@@ -1,7 +1,7 @@
 """Feature space: a map of a gallery index's fc7 space, every image a point in 2-D (t-SNE or PCA),
 coloured by class (its folder), near images near each other.
 
-"Compute map" runs the engine's feature_space.compute_map on a worker (progress, time left, Cancel); a
+"Compute" runs the engine's feature_space.compute_map on a worker (progress, time left, Cancel); a
 current map cached next to the index is shown as soon as the index is set. The map view
 (feature_space_view.py) draws points, and thumbnails once zoomed in. Clicking a point or a thumbnail
 emits `image_clicked(path)` and shows, at the side, the image, its 8 nearest neighbours in fc7 (the
@@ -123,7 +123,11 @@ class FeatureSpacePanel(JobMixin, QWidget):
         self.seed.setToolTip("t-SNE's seed: the same index, method and seed give the same map")
         self.method.currentIndexChanged.connect(lambda _: self._look_up_cache())
         self.seed.valueChanged.connect(lambda _: self._look_up_cache())
-        self.compute_button = QPushButton("Compute map")
+        self.compute_button = QPushButton("Compute")
+        self.compute_button.setToolTip("Compute the map of the index's images with this method and seed")
+        # The row fits a 380-pixel dock in the app's theme: the seed box may be narrower than its hint
+        # (its longest text, "seed 9999", still shows).
+        self.seed.setMinimumWidth(100)
         self.compute_button.clicked.connect(self.compute)
         self.view = MapView()
         self.view.pointClicked.connect(self.select)

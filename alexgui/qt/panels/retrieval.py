@@ -154,9 +154,11 @@ class RetrievalPanel(JobMixin, QWidget):
         gallery = QHBoxLayout()
         gallery.addWidget(self.folder_button)
         gallery.addWidget(self.open_index_button)
-        gallery.addWidget(self.build_button)
-        gallery.addWidget(self.map_button)
         gallery.addStretch(1)
+        index_row = QHBoxLayout()  # a row of its own: four buttons in one would widen the 380-pixel dock
+        index_row.addWidget(self.build_button)
+        index_row.addWidget(self.map_button)
+        index_row.addStretch(1)
 
         self.progress = JobProgress()
         self.progress.cancel_requested.connect(self.cancel)
@@ -200,6 +202,7 @@ class RetrievalPanel(JobMixin, QWidget):
         layout.setContentsMargins(6, 6, 6, 6)  # the side dock is about 380 pixels wide at 1280x800
         layout.addWidget(self.chooser)
         layout.addLayout(gallery)
+        layout.addLayout(index_row)
         layout.addWidget(self.status)
         layout.addWidget(self.progress)
         layout.addLayout(query)
