@@ -11,12 +11,15 @@ validation error, so speed-ups of Figure 3 can be weighed against accuracy at th
 With --baseline, the same settings with the paper's conv1 (N(0, 0.01) at the start, the other layers'
 learning rate) train next, for the same wall-clock time, in the same process: the quick preset's changes
 for Figure 3 weighed side by side, for the score and for the validation error reached in the same time.
+With --fp32, where the first launch trains in bf16 (a CPU with bf16 instructions: precision.py), the same
+settings in fp32 train next: what the app's bf16 default changes in what a user sees in those minutes.
 
 Writes, into --out (benchmarks/results/ by default): structure-vs-time.csv, structure-vs-time.png
 (matplotlib, Agg) and structure-vs-time.md (settings, machine, when the score first reached the
 issue's 0.5, and the final figures, per variant). The run folders themselves are temporary and deleted.
 
-Usage: python -m benchmarks.bench_structure [--minutes 5] [--sample-seconds 10] [--device cpu] [--baseline] [--out DIR]
+Usage: python -m benchmarks.bench_structure [--minutes 5] [--sample-seconds 10] [--device cpu] [--baseline] [--fp32]
+           [--out DIR]
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class Sample:
 
 
 BASELINE = "paper's conv1"  # its initial std and learning rate: the quick preset before issue 13
+FP32 = "first launch in fp32"  # the first launch without the app's bf16 default
 
 
 @dataclass
@@ -144,7 +148,7 @@ def write_png(outcomes: list[Outcome], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
     seen: list[float] = []
     last_minute = TARGET_MINUTES
-    for outcome, style in zip(outcomes, ("-", "--")):
+    for outcome, style in zip(outcomes, ("-", "--", ":")):
         samples = outcome.samples
         if not samples:
             continue
@@ -177,7 +181,7 @@ def summary(outcomes: list[Outcome], minutes: float) -> str:
     lines = [
         f"# conv1 structure score against wall-clock time ({minutes:g} min)",
         "",
-        f"Machine: {describe_cpu()}; device {t.device}, bf16 {t.bf16}.",
+        f"Machine: {describe_cpu()}; device {t.device}.",
     ]
     for outcome in outcomes:
         cfg, samples = outcome.cfg, outcome.samples
@@ -188,7 +192,7 @@ def summary(outcomes: list[Outcome], minutes: float) -> str:
             "",
             f"Settings: data {cfg.data.data}, batch {t.batch_size}, lr {t.lr:g}, momentum {t.momentum:g}, weight decay "
             f"{t.weight_decay:g}, conv1 initial std {t.conv1_init_std:g} and learning rate x{t.conv1_lr_scale:g}, "
-            f"{t.epochs} epochs, crop {cfg.data.crop}.",
+            f"{t.epochs} epochs, crop {cfg.data.crop}, bf16 {t.bf16}.",
             f"Data preparation (Start to the first step): {_seconds(outcome.prep_seconds)}; steps trained: {outcome.steps}.",
         ]
         if outcome.failed:
@@ -228,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="training device (default cpu; '' keeps the app's choice)")
     parser.add_argument("--baseline", action="store_true",
                         help="then train the same settings with the paper's conv1 init for the same time, to compare")
+    parser.add_argument("--fp32", action="store_true",
+                        help="where the first launch trains in bf16, then train it in fp32 for the same time, to compare")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="folder for the CSV, PNG, MD")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.sample_seconds < 0:
@@ -240,9 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         paper_init.train.conv1_init_std = TrainConfig.conv1_init_std
         paper_init.train.conv1_lr_scale = TrainConfig.conv1_lr_scale
         variants.append((BASELINE, paper_init))
+    if args.fp32 and cfg.train.bf16:
+        fp32 = copy.deepcopy(cfg)
+        fp32.train.bf16 = False
+        variants.append((FP32, fp32))
     print(f"{describe_cpu()}; training the first-launch settings for {args.minutes:g} min "
           f"(batch {cfg.train.batch_size}, lr {cfg.train.lr:g}, conv1 std {cfg.train.conv1_init_std:g}, device "
-          f"{cfg.train.device}, bf16 {cfg.train.bf16})" + (", then with the paper's conv1" if args.baseline else ""),
+          f"{cfg.train.device}, bf16 {cfg.train.bf16})" + "".join(f", then {name}" for name, _ in variants[1:]),
           flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-structure-"))
     outcomes = []

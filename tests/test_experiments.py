@@ -27,14 +27,11 @@ from alexgui.engine.experiments import (
     run_experiment,
     spread,
 )
-from alexgui.engine.experiments.analysis import (
-    running_mean,
-    steps_to_target,
-    tower_split,
-)
+from alexgui.engine.experiments.curves import running_mean, steps_to_target
 from alexgui.engine.experiments.plan import TOWER_HISTORY, conv1_towers, tower_scores
 from alexgui.engine.experiments.report import load_report
 from alexgui.engine.experiments.stats import SINGLE_SEED
+from alexgui.engine.experiments.tower_analysis import tower_split
 from alexgui.engine.store.metrics_log import read_events
 from alexgui.engine.store.rundir import is_run_dir
 from tests.helpers import make_dataset

@@ -27,6 +27,7 @@ from alexgui.qt.explorer_model import ExplorerModel
 from alexgui.qt.export_dialog import ExportDialog, exportable_source
 from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.main_window import MainWindow
+from alexgui.qt.model_names import run_folder_of
 from alexgui.qt.panels.classify import ClassifyPanel, ModelChooser
 from alexgui.qt.panels.evaluation import EvaluationPanel
 from alexgui.qt.panels.experiments import ExperimentsPanel
@@ -173,7 +174,7 @@ class Explorer(JobMixin, QObject):
             self.feature_maps.set_predictor(predictor)
             if not self.window.session.is_running:  # while training, the filters show the live kernels
                 self.filters.set_model(predictor.model)
-                self.filters.set_history_run(run_folder_of(predictor.source))
+                self.filters.set_history_run(run_folder_of(Path(predictor.source)))
         self._show_backend(predictor)
         if self.explain.u8 is not None and self.torch_model() is not None:
             self.explain.set_predictor(self.torch_model())  # the image shown, explained by the new model
@@ -369,13 +370,3 @@ def install_explorer(window: MainWindow) -> Explorer:
     explorer = Explorer(window)
     window.explorer = explorer
     return explorer
-
-
-def run_folder_of(source: str) -> Path | None:
-    """The training run a model was loaded from (its folder, or a checkpoint in its checkpoints/), else None."""
-    path = Path(source)
-    if (path / "checkpoints").is_dir():
-        return path
-    if path.parent.name == "checkpoints" and (path.parent.parent / "config.toml").is_file():
-        return path.parent.parent
-    return None

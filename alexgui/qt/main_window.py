@@ -102,6 +102,7 @@ class MainWindow(MainWindowUi):
             form.set_config(saved)
         form.dataset_browse_requested.connect(self.choose_dataset)
         form.device.currentIndexChanged.connect(self.training.update_device_label)
+        form.bf16.toggled.connect(self.training.update_device_label)
         self.registry.added.connect(self._on_run_added)
         self.registry.removed.connect(self.runs_panel.remove_run)
         self.registry.changed.connect(self.refresh_views)

@@ -258,4 +258,6 @@ class TrainingControls:
     def update_device_label(self) -> None:
         """The device the form would train on; while training, the one RunStarted reported."""
         if not self.session.is_running:
-            self.window.device_label.setText(f"Device: {self.window.monitor.form.device.currentText()}")
+            form = self.window.monitor.form
+            bf16 = " · bf16" if form.bf16.isChecked() else ""
+            self.window.device_label.setText(f"Device: {form.device.currentText()}{bf16}")

@@ -30,28 +30,19 @@ from alexgui.engine.events import (
     StepDone,
     Stopped,
 )
+from alexgui.engine.experiments.curves import downsample, running_mean, steps_to_target
 from alexgui.engine.experiments.definitions import Experiment
 from alexgui.engine.experiments.plan import (
-    TOWER_HISTORY,
     ExperimentOptions,
     PlannedRun,
-    load_tower_history,
 )
 from alexgui.engine.experiments.report import percent
 from alexgui.engine.experiments.stats import NOISE_SIGMAS, SINGLE_SEED, compare, spread
+from alexgui.engine.experiments.tower_analysis import towers_section
 from alexgui.engine.store.metrics_log import read_events
-from alexgui.engine.store.rundir import RunDir
-from alexgui.engine.understand.kernels import (
-    colour_specificity,
-    grid_layout,
-    render_grid,
-    rgb_kernel_tiles,
-)
 
 REPORT_FORMAT = "alexgui-experiment-report/1"
 DEFAULT_TARGET_OF_CHANCE = 0.5  # relu-vs-tanh target when none is given: this fraction of chance error
-MAX_CURVE_POINTS = 400  # per curve in report.json: enough for a plot, small enough to read
-GRID_TILE_PX = 33  # an 11x11 kernel drawn as 3x3-pixel cells
 
 
 @dataclass
@@ -108,31 +99,6 @@ def read_run(run: PlannedRun) -> RunRecord:
     return record
 
 
-def running_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over `window` values; NaN until the window is full."""
-    out = np.full(len(values), np.nan)
-    if len(values) >= window:
-        sums = np.cumsum(np.insert(np.asarray(values, np.float64), 0, 0.0))
-        out[window - 1 :] = (sums[window:] - sums[:-window]) / window
-    return out
-
-
-def steps_to_target(steps: np.ndarray, errors: np.ndarray, target: float, window: int) -> int | None:
-    """First step whose trailing `window`-step mean training error is at or below `target`; None if never."""
-    smooth = running_mean(errors, window)
-    hit = np.flatnonzero(smooth <= target)
-    return int(steps[hit[0]]) if len(hit) else None
-
-
-def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> tuple[list[float], list[float]]:
-    keep = np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) > max_points:
-        idx = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int))
-        x, y = x[idx], y[idx]
-    return [float(v) for v in x], [float(v) for v in y]
-
-
 @dataclass
 class Analysis:
     report: dict[str, Any]
@@ -183,7 +149,7 @@ def analyse(experiment: Experiment, options: ExperimentOptions, runs: list[Plann
     elif experiment.kind == "ablation":
         _ablation(experiment, records, report)
     else:
-        _towers(records, report, images)
+        towers_section(records, report, images)
     return Analysis(report, images)
 
 
@@ -412,111 +378,3 @@ def _paper_points(experiment: Experiment, metric: str) -> str:
         return "n/a"
     qualifier = experiment.paper_numbers.get(f"{metric}_qualifier")
     return f"{'>' if qualifier == 'over' else ''}{points:g}"
-
-
-# ---- towers --------------------------------------------------------------------------------------
-
-
-def _towers(records: list[RunRecord], report: dict[str, Any], images: dict[str, np.ndarray]) -> None:
-    per_run: list[dict[str, Any]] = []
-    series = []
-    lines = []
-    for r in records:
-        points = load_tower_history(r.path / TOWER_HISTORY)
-        for tower in ("0", "1"):
-            x = np.array([p["step"] for p in points if tower in p["towers"]], np.float64)
-            y = np.array([p["towers"][tower] for p in points if tower in p["towers"]], np.float64)
-            xs, ys = downsample(x, y)
-            series.append({"variant": f"tower{tower}", "label": f"tower {tower}", "seed": r.seed, "x": xs, "y": ys})
-        final = final_conv1(r.path)
-        if final is None:
-            per_run.append({"seed": r.seed, "colour_tower": None, "message": "no checkpoint to read conv1 from"})
-            continue
-        kernels, towers = final
-        initial = points[0]["towers"] if points else {}
-        per_run.append({"seed": r.seed, "step": r.last_step, **tower_split(kernels, towers), "initial_scores": initial})
-        name = f"towers-conv1-seed{r.seed}.png"
-        images[name] = render_grid(rgb_kernel_tiles(kernels), grid_layout(len(towers), towers, GRID_TILE_PX))
-    measured = [p for p in per_run if p.get("colour_tower") is not None]
-    splits = spread([p["split"] for p in measured])
-    colour_towers = [p["colour_tower"] for p in measured]
-    same = len(set(colour_towers)) == 1 if colour_towers else None
-    separated = [p for p in measured if p["kernels_compared"]["within_noise"] is False]
-    result = {
-        "per_run": per_run,
-        "colour_tower_per_seed": colour_towers,
-        "same_tower_every_run": same,
-        "split": splits.to_json(),
-        "runs_with_a_clear_split": len(separated),
-        "random_init_score": 2 / 3,
-    }
-    lines.append(
-        "Colour specificity of a kernel: the share of its energy off the grey axis R = G = B (0 grey, 1 pure "
-        "colour contrast); randomly initialised kernels score about 0.67 on average. A tower's score is the mean "
-        "over its 48 conv1 kernels."
-    )
-    for p in measured:
-        verdict = p["kernels_compared"]["verdict"]
-        role = (
-            f"tower {p['colour_tower']} took the colour role"
-            if p["kernels_compared"]["within_noise"] is False
-            else f"tower {p['colour_tower']} scored higher, but no tower has clearly taken the colour role"
-        )
-        lines.append(
-            f"Seed {p['seed']} (step {p['step']}): tower 0 {p['scores']['0']:.3f}, tower 1 {p['scores']['1']:.3f}; "
-            f"{role}: split {p['split']:.3f} ({verdict}, comparing the 48 kernels of each tower)."
-        )
-    if measured:
-        lines.append(
-            f"Across {len(measured)} run(s) the higher-scoring tower was {', '.join(f'tower {t}' for t in colour_towers)}; "
-            f"split {splits.text(digits=3)}. The paper: one tower colour-agnostic and the other colour-specific in every "
-            f"run. In our model either tower may take the colour role (nothing distinguishes them but the random "
-            f"initialisation). Runs whose split stands out of the kernel-to-kernel noise: {len(separated)} of {len(measured)}."
-        )
-    report["result"] = result
-    report["summary"].extend(lines)
-    report["tables"].append({
-        "title": "Final conv1 colour specificity per tower",
-        "header": ["seed", "steps", "tower 0", "tower 1", "colour tower", "split", "noise (kernels)"],
-        "rows": [[p["seed"], p["step"], f"{p['scores']['0']:.3f}", f"{p['scores']['1']:.3f}", p["colour_tower"],
-                  f"{p['split']:.3f}", p["kernels_compared"]["verdict"]] for p in measured],
-    })  # fmt: skip
-    report["curves"] = {
-        "title": "conv1 colour specificity per tower during training",
-        "x_label": "step",
-        "y_label": "mean colour specificity",
-        "series": series,
-        "hline": None,
-    }
-
-
-def tower_split(kernels: np.ndarray, towers: list[int]) -> dict[str, Any]:
-    """Which of two towers' RGB kernels are more colour-specific, by how much, and whether that difference
-    stands out of the kernel-to-kernel spread (each kernel one sample)."""
-    scores = colour_specificity(kernels).astype(np.float64)
-    towers_arr = np.asarray(towers)
-    by_tower = {t: scores[towers_arr == t] for t in (0, 1)}
-    means = {t: float(v.mean()) for t, v in by_tower.items()}
-    colour = max(means, key=lambda t: means[t])
-    return {
-        "colour_tower": colour,
-        "scores": {str(t): m for t, m in means.items()},
-        "split": means[colour] - means[1 - colour],
-        "kernels_compared": compare(by_tower[1 - colour], by_tower[colour]).to_json(),
-    }
-
-
-def final_conv1(run_path: Path) -> tuple[np.ndarray, list[int]] | None:
-    """conv1's kernels and their towers from the run's last checkpoint (None without one)."""
-    from alexgui.config import RunConfig
-    from alexgui.engine.model.networks import build_model
-    from alexgui.engine.store.checkpoint import load_checkpoint, split_prefix
-
-    path = RunDir(run_path).last_checkpoint
-    if not path.exists():
-        return None
-    checkpoint = load_checkpoint(path)
-    cfg = RunConfig.from_toml(checkpoint.meta["config"], f"{path} (config)")
-    model = build_model(cfg.model)
-    model.load_state_dict(split_prefix(checkpoint.tensors, "model."))
-    return model.kernels("conv1").float().numpy(), model.kernel_towers("conv1")

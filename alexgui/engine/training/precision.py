@@ -6,6 +6,10 @@ trains in fp32, and the run's start says so in one line (`precision_note`): not 
 setting or a preset that asks for bf16 should run on every machine, and on a CPU without the
 instructions bf16 is emulated, which is slower than fp32 and gains nothing. Weights, gradients and the
 optimizer stay fp32 in every case; autocast only computes the convolutions and matrix products in bf16.
+
+The app turns bf16 on by default for CPU training on a CPU with the instructions (`bf16_by_default`):
+measured there (benchmarks/README.md, bench_cpu_bf16.py) it is faster and its validation error after the
+same steps is within the spread between seeds. On CUDA it stays the user's choice: not measured here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import functools
 from typing import Any
 
 import torch
+
+from alexgui.engine.devices import resolve_spec
 
 
 @functools.cache
@@ -25,6 +31,24 @@ def cpu_has_bf16() -> bool:
     caps = query()
     # x86: avx512_bf16 (Cooper Lake, Zen 4 and later) or AMX (Sapphire Rapids and later); ARM: bf16.
     return any(bool(caps.get(name, False)) for name in ("avx512_bf16", "amx_bf16", "bf16"))
+
+
+def _kind(spec: str) -> str:
+    """"cpu", "cuda" or "mps" for a device box's value ("auto" resolved; the two-tower split is CUDA)."""
+    return resolve_spec(spec).split(",")[0].strip().split(":")[0].lower()
+
+
+def bf16_available(spec: str) -> bool:
+    """Whether training on `spec` ("cpu", "cuda:N", "cuda:0,cuda:1", "mps", "auto") with bf16 asked for
+    gets bf16 autocast: CUDA always, the CPU with bf16 instructions, nothing else."""
+    kind = _kind(spec)
+    return kind == "cuda" or (kind == "cpu" and cpu_has_bf16())
+
+
+def bf16_by_default(spec: str) -> bool:
+    """Whether a new run on `spec` starts with bf16 on in the app: CPU training on a CPU with bf16
+    instructions, where it was measured faster and matching fp32 (the module's docstring)."""
+    return _kind(spec) == "cpu" and cpu_has_bf16()
 
 
 def bf16_active(device: torch.device, bf16: bool) -> bool:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui.engine.experiments import EXPERIMENTS, ExperimentOptions
+from alexgui.qt.form_widgets import Bf16Box
 from alexgui.qt.panels.monitor import CHOOSE, DEMO, device_box
 from alexgui.qt.window_fit import shrinkable
 
@@ -79,13 +80,16 @@ class ExperimentForm(QGroupBox):
         self.batch_size = _spin(1, 4096, 128, "Images per step (paper: 128)")
         self.crop = _spin(32, 224, 224, "Training crop; the paper's is 224. Smaller is faster on a CPU but not the paper's input")
         self.device = device_box(devices)
+        self.bf16 = Bf16Box()  # every run of an experiment in the same arithmetic: the variants stay comparable
+        self.bf16.follow_device(str(self.device.currentData()))
+        self.device.currentIndexChanged.connect(lambda: self.bf16.follow_device(str(self.device.currentData())))
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Experiment", self.experiment)
         form.addRow(self.question)
         for label, field in (("Dataset", self.dataset), ("Output folder", out_row), ("Epochs", self.epochs),
                              ("Max steps", self.max_steps), ("Seeds", self.seeds), ("Batch size", self.batch_size),
-                             ("Crop", self.crop), ("Device", self.device)):
+                             ("Crop", self.crop), ("Device", self.device), ("", self.bf16)):
             form.addRow(label, field)
         QVBoxLayout(self).addLayout(form)
         for box in (self.experiment, self.dataset, self.device):  # filled: long titles, paths, GPU names
@@ -131,6 +135,7 @@ class ExperimentForm(QGroupBox):
             max_steps=self.max_steps.value(),
             seeds=self.seeds.value(),
             device=str(self.device.currentData()),
+            bf16=self.bf16.isChecked(),
             batch_size=self.batch_size.value(),
             crop=crop,
             resize=max(crop, round(crop * 256 / 224)),  # the paper's 256:224 margin for random crops

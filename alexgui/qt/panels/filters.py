@@ -40,18 +40,11 @@ from alexgui.engine.store.filter_history import FilterSnapshot
 from alexgui.engine.understand import kernels as F
 from alexgui.qt.grid_export import compose, save_png
 from alexgui.qt.panels.filter_history import FilterHistoryBar
+from alexgui.qt.panels.filter_text import SCORES_TIP, channels_heading, tower_heading
 from alexgui.qt.tile_grid import TileGrid, TileViewer, numpy_to_qimage
 
 # TileGrid and numpy_to_qimage moved to tile_grid.py; other panels still import them from here.
 __all__ = ["FiltersPanel", "KernelFeed", "TileGrid", "TileViewer", "numpy_to_qimage"]
-
-TOWER_NAMES = {0: "Tower 0 (GPU 1)", 1: "Tower 1 (GPU 2)"}
-SCORES_TIP = (
-    "Colour specificity: the share of a kernel's energy off the grey axis (0 grey, 1 pure colour contrast), "
-    "the tower's mean.\nStructure: how alike neighbouring pixels are, after each colour channel's mean is "
-    "removed (0 white noise, as training starts; above 0.8 smooth edges and blobs as in Figure 3), the "
-    "tower's median."
-)
 
 class KernelFeed(QObject):
     """Callable from any thread (TrainControl.on_kernels); delivers to the GUI thread by signal."""
@@ -339,13 +332,8 @@ class FiltersPanel(QWidget):
             self.refresh()
 
     def _heading(self, tower: int, count: int, score: float, structure: float, single: bool) -> str:
-        """Name and count, then one line per score, so each stays whole in a 380-px dock."""
-        name = "All kernels (one tower)" if single else TOWER_NAMES.get(tower, f"Tower {tower}")
-        view = " · <i>change since start</i>" if self.show_change.isChecked() else ""
-        colour = _first_snapshot((self._first_scores or {}).get(tower), score)
-        smooth = _first_snapshot(self._first_structure.get(tower), structure)
-        return (f"<b>{name}</b> · {count} kernels{view}<br>colour specificity <b>{_score(score)}</b>{colour}"
-                f"<br>structure <b>{_score(structure)}</b>{smooth}")
+        first = (self._first_scores or {}).get(tower), self._first_structure.get(tower)
+        return tower_heading(tower, count, (score, structure), first, single, self.show_change.isChecked())
 
     def _draw_channels(self, layer: str, weights: np.ndarray, towers: list[int]) -> None:
         kernel = min(self.kernel_spin.value(), weights.shape[0] - 1)
@@ -355,11 +343,7 @@ class FiltersPanel(QWidget):
         channels = list(range(weights.shape[1]))
         self.grid_indices[0] = channels
         self.grid_indices[1] = []
-        self.headings[0].setText(
-            f"<b>{layer}</b> kernel {kernel} (tower {tower}) · its {weights.shape[1]} input channels, "
-            f"{weights.shape[2]}×{weights.shape[3]} each · <span style='color:#c33'>red</span> positive, "
-            f"<span style='color:#36c'>blue</span> negative"
-        )
+        self.headings[0].setText(channels_heading(layer, kernel, tower, weights.shape))
 
         def tip(j: int, x: float, y: float) -> str:
             return f"{layer} kernel {kernel} · input channel {j} · tower {tower}"
@@ -431,16 +415,3 @@ class FiltersPanel(QWidget):
             window.statusBar().showMessage(message, 8000)
         self.saved.emit(str(path))
         return True
-
-
-def _first_snapshot(first: float | None, now: float) -> str:
-    """" (first snapshot 0.66)" after a score that has moved since then; nothing while it has not."""
-    if first is None or abs(first - now) <= 1e-4:
-        return ""
-    return f" <span style='color:#888'>(first snapshot {_score(first)})</span>"
-
-
-def _score(value: float) -> str:
-    """Two decimals, and "0.00" for noise's -0.004 (structure can dip just below zero; "-0.00" reads as a glitch)."""
-    text = f"{value:.2f}"
-    return "0.00" if text == "-0.00" else text

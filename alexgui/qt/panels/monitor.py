@@ -29,8 +29,9 @@ from PySide6.QtWidgets import (
 )
 
 from alexgui.config import RunConfig
+from alexgui.engine.training.precision import bf16_by_default
+from alexgui.qt.form_widgets import Bf16Box, device_box, select_device
 from alexgui.qt.form_widgets import check_box as _check
-from alexgui.qt.form_widgets import device_box, select_device
 from alexgui.qt.form_widgets import double_box as _double
 from alexgui.qt.form_widgets import spin_box as _spin
 from alexgui.qt.panels.start_from import StartFromForm, count_classes
@@ -115,6 +116,8 @@ class TrainSettingsForm(QWidget):
         recipe.addRow("conv1 initial σ", self.conv1_init_std)
         recipe.addRow("conv1 rate ×", self.conv1_lr_scale)
         recipe.addRow("Device", self.device)
+        self.bf16 = Bf16Box()
+        recipe.addRow("", self.bf16)
 
         # Model and the paper's ablations
         self.arch = QComboBox()
@@ -157,6 +160,8 @@ class TrainSettingsForm(QWidget):
             w.valueChanged.connect(self.changed)
         for c in (self.device, self.arch, self.activation):
             c.currentIndexChanged.connect(self.changed)
+        self.device.currentIndexChanged.connect(lambda: self.bf16.follow_device(str(self.device.currentData())))
+        self.bf16.toggled.connect(self.changed)
         for b in (self.lrn, self.overlapping, self.dropout, self.random_crop, self.flip, self.pca_noise, self.ten_crop):
             b.toggled.connect(self.changed)
         self.arch.currentIndexChanged.connect(self._sync_arch)
@@ -178,9 +183,11 @@ class TrainSettingsForm(QWidget):
 
     @staticmethod
     def first_launch_config() -> RunConfig:
-        """The demo data with the quick preset's recipe (the paper's otherwise), on the best device."""
-        cfg = RunConfig()
-        return QUICK.apply(cfg)
+        """The demo data with the quick preset's recipe (the paper's otherwise), on the best device, in
+        bf16 where that device is a CPU with bf16 instructions (precision.bf16_by_default)."""
+        cfg = QUICK.apply(RunConfig())
+        cfg.train.bf16 = bf16_by_default(cfg.train.device)
+        return cfg
 
     # -- reading and writing the form -------------------------------------------------------
 
@@ -196,6 +203,8 @@ class TrainSettingsForm(QWidget):
         self.conv1_init_std.setValue(t.conv1_init_std)
         self.conv1_lr_scale.setValue(t.conv1_lr_scale)
         select_device(self.device, t.device)  # a GPU that is gone: the best device there is
+        self.bf16.set_wanted(t.bf16)
+        self.bf16.follow_device(str(self.device.currentData()))
         self.arch.setCurrentIndex(max(self.arch.findData(m.arch), 0))
         self.activation.setCurrentIndex(max(self.activation.findData(m.activation), 0))
         self.lrn.setChecked(m.lrn)
@@ -220,6 +229,7 @@ class TrainSettingsForm(QWidget):
         cfg.train.conv1_init_std = self.conv1_init_std.value()
         cfg.train.conv1_lr_scale = self.conv1_lr_scale.value()
         cfg.train.device = str(self.device.currentData())
+        cfg.train.bf16 = self.bf16.isChecked()
         cfg.model.arch = self.arch.currentData()
         cfg.model.activation = self.activation.currentData()
         cfg.model.lrn = self.lrn.isChecked()
