@@ -66,7 +66,7 @@ class Bf16Box(QCheckBox):
         self.setToolTip(self._why())
 
     def _why(self) -> str:
-        kind = self._spec.split(",")[0].split(":")[0]
+        kind = precision.device_kind(self._spec)
         if kind == "mps":
             return "bf16 autocast is not used on Apple's GPU: this run computes in fp32"
         if kind == "cpu" and not precision.cpu_has_bf16():

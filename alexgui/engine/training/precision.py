@@ -33,7 +33,7 @@ def cpu_has_bf16() -> bool:
     return any(bool(caps.get(name, False)) for name in ("avx512_bf16", "amx_bf16", "bf16"))
 
 
-def _kind(spec: str) -> str:
+def device_kind(spec: str) -> str:
     """"cpu", "cuda" or "mps" for a device box's value ("auto" resolved; the two-tower split is CUDA)."""
     return resolve_spec(spec).split(",")[0].strip().split(":")[0].lower()
 
@@ -41,14 +41,14 @@ def _kind(spec: str) -> str:
 def bf16_available(spec: str) -> bool:
     """Whether training on `spec` ("cpu", "cuda:N", "cuda:0,cuda:1", "mps", "auto") with bf16 asked for
     gets bf16 autocast: CUDA always, the CPU with bf16 instructions, nothing else."""
-    kind = _kind(spec)
+    kind = device_kind(spec)
     return kind == "cuda" or (kind == "cpu" and cpu_has_bf16())
 
 
 def bf16_by_default(spec: str) -> bool:
     """Whether a new run on `spec` starts with bf16 on in the app: CPU training on a CPU with bf16
     instructions, where it was measured faster and matching fp32 (the module's docstring)."""
-    return _kind(spec) == "cpu" and cpu_has_bf16()
+    return device_kind(spec) == "cpu" and cpu_has_bf16()
 
 
 def bf16_active(device: torch.device, bf16: bool) -> bool:
