@@ -93,3 +93,14 @@ def test_experiments_run_in_the_same_arithmetic(qtbot, monkeypatch: pytest.Monke
     pick(form, "mps")
     pick(form, "cpu")
     assert form.options().bf16 is False
+
+
+def test_first_launch_follows_the_preselected_device(qtbot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where "auto" means the CPU but the form preselects a GPU (another machine's device list), the
+    first launch takes the GPU's default (fp32), and the CPU's (bf16) once the CPU is picked."""
+    cpu_with_bf16(monkeypatch, True)
+    form = TrainSettingsForm(devices=[("cpu", "CPU"), ("cuda:0", "GPU 0: test")])
+    qtbot.addWidget(form)
+    assert form.device.currentData() == "cuda:0" and not form.config().train.bf16
+    pick(form, "cpu")
+    assert form.config().train.bf16

@@ -185,9 +185,14 @@ def test_pause_turning_into_resume_moves_nothing(window: MainWindow) -> None:
     assert all(b.minimumWidth() >= b.sizeHint().width() for b in buttons)
 
 
-def test_the_status_bar_shows_the_device_and_state(window: MainWindow) -> None:
+def test_the_status_bar_shows_the_device_and_state(window: MainWindow, monkeypatch) -> None:
+    from alexgui.engine.training import precision
+
     assert window.device_label.text() == "Device: GPU 0: Test GPU"  # the best device offered, preselected
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)  # the same answer on every machine
     window.monitor.form.device.setCurrentIndex(0)
+    assert window.device_label.text() == "Device: CPU · bf16"  # the CPU's default arithmetic shown
+    window.monitor.form.bf16.click()
     assert window.device_label.text() == "Device: CPU"
     assert window.state_label.text() == "Idle"
 
@@ -361,3 +366,23 @@ def test_missing_x11_library_is_named_before_qt_aborts(monkeypatch: pytest.Monke
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     assert gui.run(gui.default_args()) == 2
     assert "sudo apt install libxcb-icccm4 libxkbcommon-x11-0" in capsys.readouterr().err
+
+
+def test_open_recent_lists_each_kind_and_opens_what_is_clicked(window: MainWindow, tmp_path: Path) -> None:
+    menu = window.recent_menu
+    window.settings.clear_recent()
+    menu.aboutToShow.emit()
+    assert [a.text() for a in menu.actions()] == ["No recent items"] and not menu.actions()[0].isEnabled()
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    window.settings.add_recent("model", model)
+    window.settings.add_recent("dataset", tmp_path)
+    menu.aboutToShow.emit()
+    texts = [a.text() for a in menu.actions() if not a.isSeparator() or a.text()]
+    assert texts == ["Datasets", str(tmp_path), "Models", str(model), "Clear recent items"]
+    opened: list[Path] = []
+    window.model_open_requested.connect(opened.append)
+    next(a for a in menu.actions() if a.text() == str(model)).trigger()
+    assert opened == [model]
+    next(a for a in menu.actions() if a.text() == "Clear recent items").trigger()
+    assert window.settings.recent("model") == [] and window.settings.recent("dataset") == []

@@ -15,21 +15,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from alexgui import __version__
-from alexgui.engine.events import (
-    EpochDone,
-    Failed,
-    Finished,
-    RunStarted,
-    StepDone,
-    Stopped,
-)
 from alexgui.engine.experiments.curves import downsample, running_mean, steps_to_target
 from alexgui.engine.experiments.definitions import Experiment
 from alexgui.engine.experiments.plan import (
@@ -37,66 +28,12 @@ from alexgui.engine.experiments.plan import (
     PlannedRun,
 )
 from alexgui.engine.experiments.report import percent
+from alexgui.engine.experiments.run_record import RunRecord, read_run
 from alexgui.engine.experiments.stats import NOISE_SIGMAS, SINGLE_SEED, compare, spread
 from alexgui.engine.experiments.tower_analysis import towers_section
-from alexgui.engine.store.metrics_log import read_events
 
 REPORT_FORMAT = "alexgui-experiment-report/1"
 DEFAULT_TARGET_OF_CHANCE = 0.5  # relu-vs-tanh target when none is given: this fraction of chance error
-
-
-@dataclass
-class RunRecord:
-    variant: str
-    label: str
-    seed: int
-    path: Path
-    status: str = "not started"  # finished, stopped, failed, not started, unfinished
-    message: str = ""
-    steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    train_top1: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    started: RunStarted | None = None
-
-    @property
-    def last_step(self) -> int:
-        return int(self.steps[-1]) if len(self.steps) else 0
-
-    def last_val(self) -> dict[str, Any] | None:
-        with_val = [e for e in self.epochs if e["val_top1"] is not None and math.isfinite(e["val_top1"])]
-        return with_val[-1] if with_val else None
-
-
-def read_run(run: PlannedRun) -> RunRecord:
-    record = RunRecord(run.variant.name, run.variant.label, run.seed, run.path)
-    events, _problems = read_events(run.path)
-    if not events:
-        return record
-    record.status = "unfinished"
-    steps: dict[int, float] = {}  # a resumed run repeats steps after its checkpoint: keep the latest
-    for e in events:
-        if isinstance(e, RunStarted):
-            record.started = e
-            steps = {s: v for s, v in steps.items() if s <= e.step}
-            record.epochs = [x for x in record.epochs if x["step"] <= e.step]
-            record.status, record.message = "unfinished", ""
-        elif isinstance(e, StepDone):
-            steps[e.step] = e.top1_err
-        elif isinstance(e, EpochDone):
-            record.epochs.append({
-                "epoch": e.epoch, "step": e.step, "val_top1": e.val_top1_err, "val_top5": e.val_top5_err,
-                "train_top1": e.train_top1_err,
-            })  # fmt: skip
-        elif isinstance(e, Finished):
-            record.status, record.message = "finished", e.reason
-        elif isinstance(e, Stopped):
-            record.status, record.message = "stopped", f"stopped at step {e.step}"
-        elif isinstance(e, Failed):
-            record.status, record.message = "failed", e.message
-    order = sorted(steps)
-    record.steps = np.array(order, np.int64)
-    record.train_top1 = np.array([steps[s] for s in order], np.float64)
-    return record
 
 
 @dataclass
@@ -140,8 +77,8 @@ def analyse(experiment: Experiment, options: ExperimentOptions, runs: list[Plann
     not_done = [r for r in records if r.status != "finished"]
     if not_done:
         report["summary"].append(
-            "Not every run finished: " + "; ".join(f"{r.variant} seed {r.seed}: {r.status}"
-                                                   f"{' (' + r.message + ')' if r.message else ''}" for r in not_done)
+            "Not every run finished: "
+            + "; ".join(f"{r.variant} seed {r.seed}: {r.status}{' (' + r.message + ')' if r.message else ''}" for r in not_done)
             + ". Figures below use what was logged."
         )
     if experiment.kind == "speed":
@@ -332,7 +269,8 @@ def _ablation(experiment: Experiment, records: list[RunRecord], report: dict[str
     missing = [r for r in records if r.last_val() is None]
     if missing:
         lines.append(
-            "No validation error for: " + ", ".join(f"{r.variant} seed {r.seed}" for r in missing)
+            "No validation error for: "
+            + ", ".join(f"{r.variant} seed {r.seed}" for r in missing)
             + " (no epoch completed; raise --max-steps or leave it at 0)."
         )
     report["result"] = result

@@ -16,7 +16,7 @@ from alexgui.engine.store.rundir import RunDir
 from alexgui.engine.understand.kernels import colour_specificity, grid_layout, render_grid, rgb_kernel_tiles
 
 if TYPE_CHECKING:
-    from alexgui.engine.experiments.analysis import RunRecord
+    from alexgui.engine.experiments.run_record import RunRecord
 
 GRID_TILE_PX = 33  # an 11x11 kernel drawn as 3x3-pixel cells
 

@@ -169,6 +169,9 @@ class TrainSettingsForm(QWidget):
         self.start_from.changed.connect(self._sync_preset)
         self.start_from.changed.connect(self.changed)
         self.set_config(self.first_launch_config())
+        # The form's preselected device, not what "auto" resolves to here, decides the first launch's
+        # arithmetic: the two differ where the device list is another machine's (a test, a remote box).
+        self.bf16.set_wanted(None)
 
     @staticmethod
     def _group(layout: QVBoxLayout, title: str) -> QFormLayout:
