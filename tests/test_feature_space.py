@@ -14,6 +14,7 @@ from PIL import Image
 
 from alexgui.cli import main
 from alexgui.engine.inference import retrieval as R
+from alexgui.engine.understand import feature_map_figure as colours_module
 from alexgui.engine.understand import feature_space as F
 from alexgui.errors import AlexguiError, Cancelled
 from tests.explore_helpers import MeanColourPredictor, colour_image, write_colour_folder
@@ -146,10 +147,10 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
 
 def test_class_palette_keeps_twenty_colours_and_groups_the_rest() -> None:
     classes = [f"c{i:02d}" for i in range(25) for _ in range(i + 1)]
-    legend, colours = F.class_palette(classes)
-    assert len(legend) == 20 and legend[-1] == F.OTHER_NAME
-    assert {colours[c] for c in ("c00", "c01", "c05")} == {F.OTHER}  # the smallest classes
-    assert len({colours[c] for c in legend[:-1]}) == 19 and F.OTHER not in {colours[c] for c in legend[:-1]}
+    legend, colours = colours_module.class_palette(classes)
+    assert len(legend) == 20 and legend[-1] == colours_module.OTHER_NAME
+    assert {colours[c] for c in ("c00", "c01", "c05")} == {colours_module.OTHER}  # the smallest classes
+    assert len({colours[c] for c in legend[:-1]}) == 19 and colours_module.OTHER not in {colours[c] for c in legend[:-1]}
 
 
 def test_cli_map_writes_a_png_and_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

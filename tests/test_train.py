@@ -24,7 +24,7 @@ from alexgui.engine.events import (
 from alexgui.engine.store.checkpoint import load_checkpoint, split_prefix
 from alexgui.engine.store.metrics_log import read_events
 from alexgui.engine.store.rundir import RunDir
-from alexgui.engine.training import loop as train_module
+from alexgui.engine.training import trainer as trainer_module
 from alexgui.engine.training.control import TrainControl
 from alexgui.engine.training.evaluation import accuracy
 from alexgui.engine.training.loop import train
@@ -143,13 +143,13 @@ def test_pause_blocks_until_resumed(dataset: Path, tmp_path: Path) -> None:
 def test_nan_loss_fails_clearly_and_keeps_last_good_checkpoint(
     dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = train_module._Trainer._train_step
+    original = trainer_module.Trainer._train_step
 
     def poisoned(self, u8, labels):
         loss, top1, top5 = original(self, u8, labels)
         return (math.nan if self.step >= 4 else loss), top1, top5
 
-    monkeypatch.setattr(train_module._Trainer, "_train_step", poisoned)
+    monkeypatch.setattr(trainer_module.Trainer, "_train_step", poisoned)
     events = run_events(tiny_config(dataset, epochs=3), tmp_path / "run")
     failed = events[-1]
     assert isinstance(failed, Failed)

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from alexgui.commands.classify import stderr_progress
     from alexgui.engine.inference.retrieval import load_index, stale_reasons
     from alexgui.engine.store.atomic import atomic_write_bytes
-    from alexgui.engine.understand.feature_space import METHOD_NAMES, compute_map, map_png
+    from alexgui.engine.understand.feature_map_figure import map_png
+    from alexgui.engine.understand.feature_space import METHOD_NAMES, compute_map
     from alexgui.errors import AlexguiError
 
     if not args.out and not args.json:

@@ -27,6 +27,7 @@ from alexgui.qt.panels.log import LogPanel
 from alexgui.qt.panels.monitor import MonitorPanel
 from alexgui.qt.panels.runs import RunsPanel
 from alexgui.qt.plots import MetricPlots
+from alexgui.qt.recent_menu import fill_recent_menu
 from alexgui.qt.run_registry import RunEntry, RunRegistry
 from alexgui.qt.runs_table_dialog import RunsTableDialog
 from alexgui.qt.session import WATCH_POLL_MS, RunOpenError, TrainFn, TrainSession
@@ -94,7 +95,9 @@ class MainWindow(MainWindowUi):
             (self.act_show_runs_folder, self.show_runs_folder),
         ):
             action.triggered.connect(slot)
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.recent_menu.aboutToShow.connect(
+            lambda: fill_recent_menu(self.recent_menu, self.settings,
+                                     {"dataset": self.open_dataset, "run": self.open_run, "model": self.open_model}))
         form = self.monitor.form
         form.set_recent_datasets(self.settings.recent("dataset"))
         saved = self.settings.last_config
@@ -206,27 +209,6 @@ class MainWindow(MainWindowUi):
     def _start_folder(self, kind: str) -> str:
         recent = self.settings.recent(kind)
         return str(Path(recent[0]).parent) if recent else str(Path.home())
-
-    def _fill_recent_menu(self) -> None:
-        menu = self.recent_menu
-        menu.clear()
-        openers = {"dataset": self.open_dataset, "run": self.open_run, "model": self.open_model}
-        labels = {"dataset": "Datasets", "run": "Runs", "model": "Models"}
-        any_items = False
-        for kind, opener in openers.items():
-            items = self.settings.recent(kind)
-            if not items:
-                continue
-            menu.addSection(labels[kind])
-            for item in items:
-                action = menu.addAction(item)
-                action.triggered.connect(lambda _=False, p=item, o=opener: o(p))
-            any_items = True
-        if any_items:
-            menu.addSeparator()
-            menu.addAction("Clear recent items", self.settings.clear_recent)
-        else:
-            menu.addAction("No recent items").setEnabled(False)
 
     # -- drops ------------------------------------------------------------------------------
 

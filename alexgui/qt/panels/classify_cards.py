@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePol
 
 from alexgui.engine.inference.predict import Classified
 from alexgui.qt.model_names import class_label, short_class_label
-from alexgui.qt.panels.filters import numpy_to_qimage
+from alexgui.qt.tile_grid import numpy_to_qimage
 
 THUMB = 96
 BAR_BLUE = QColor(70, 120, 200)

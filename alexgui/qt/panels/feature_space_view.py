@@ -23,7 +23,8 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QLabel, QVBoxLayout, QWidget
 
 from alexgui.engine.data.imageio import ImageError, load_256
-from alexgui.engine.understand.feature_space import OTHER, OTHER_NAME, FeatureMap, class_palette
+from alexgui.engine.understand.feature_map_figure import OTHER, OTHER_NAME, class_palette
+from alexgui.engine.understand.feature_space import FeatureMap
 from alexgui.qt.model_names import short_class_label
 from alexgui.qt.panels.classify_cards import MUTED
 from alexgui.qt.plots import BACKGROUND

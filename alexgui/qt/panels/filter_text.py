@@ -1,7 +1,11 @@
 """The Filters panel's words: each tower's heading with its scores (and their values at the first
-snapshot), the deeper layers' heading, and the scores' explanation."""
+snapshot), the deeper layers' heading, an enlarged tile's caption, and the scores' explanation."""
 
 from __future__ import annotations
+
+import numpy as np
+
+from alexgui.engine.understand import kernels as F
 
 TOWER_NAMES = {0: "Tower 0 (GPU 1)", 1: "Tower 1 (GPU 2)"}
 SCORES_TIP = (
@@ -50,3 +54,13 @@ def score_text(value: float) -> str:
     """Two decimals, and "0.00" for noise's -0.004 (structure can dip just below zero; "-0.00" reads as a glitch)."""
     text = f"{value:.2f}"
     return "0.00" if text == "-0.00" else text
+
+
+def kernel_caption(layer: str, weights: np.ndarray, kernel: int, channel: int, tower: int) -> str:
+    """The enlarged tile's caption: a conv1 kernel with its two scores, or a deeper kernel's input channel."""
+    if layer == "conv1":
+        score = float(F.colour_specificity(weights[kernel : kernel + 1])[0])
+        smooth = float(F.structure_scores(weights[kernel : kernel + 1])[0])
+        return (f"conv1 kernel {kernel} of {weights.shape[0]} · tower {tower} · "
+                f"colour specificity {score:.2f} · structure {smooth:.2f}")
+    return f"{layer} kernel {kernel} · input channel {channel} · tower {tower}"

@@ -40,11 +40,9 @@ from alexgui.engine.store.filter_history import FilterSnapshot
 from alexgui.engine.understand import kernels as F
 from alexgui.qt.grid_export import compose, save_png
 from alexgui.qt.panels.filter_history import FilterHistoryBar
-from alexgui.qt.panels.filter_text import SCORES_TIP, channels_heading, tower_heading
-from alexgui.qt.tile_grid import TileGrid, TileViewer, numpy_to_qimage
+from alexgui.qt.panels.filter_text import SCORES_TIP, channels_heading, kernel_caption, tower_heading
+from alexgui.qt.tile_grid import TileGrid, TileViewer
 
-# TileGrid and numpy_to_qimage moved to tile_grid.py; other panels still import them from here.
-__all__ = ["FiltersPanel", "KernelFeed", "TileGrid", "TileViewer", "numpy_to_qimage"]
 
 class KernelFeed(QObject):
     """Callable from any thread (TrainControl.on_kernels); delivers to the GUI thread by signal."""
@@ -371,17 +369,9 @@ class FiltersPanel(QWidget):
             return
         i = self.grid_indices[slot][j]
         common = self.common_scale.isChecked()
-        if layer == "conv1":
-            tile = F.rgb_kernel_tiles(weights, common)[i]
-            score = float(F.colour_specificity(weights[i : i + 1])[0])
-            smooth = float(F.structure_scores(weights[i : i + 1])[0])
-            caption = (f"conv1 kernel {i} of {weights.shape[0]} · tower {self._towers[layer][i]} · "
-                       f"colour specificity {score:.2f} · structure {smooth:.2f}")
-        else:
-            kernel = self.kernel_spin.value()
-            tile = F.channel_tiles(weights, kernel, common)[i]
-            caption = f"{layer} kernel {kernel} · input channel {i} · tower {self._towers[layer][kernel]}"
-        self.viewer.show_tile(tile, caption)
+        kernel = i if layer == "conv1" else self.kernel_spin.value()
+        tile = F.rgb_kernel_tiles(weights, common)[i] if layer == "conv1" else F.channel_tiles(weights, kernel, common)[i]
+        self.viewer.show_tile(tile, kernel_caption(layer, weights, kernel, i, self._towers[layer][kernel]))
 
     # ---- saving ---------------------------------------------------------------------------------
 

@@ -48,8 +48,8 @@ from alexgui.qt.explorer_model import ExplorerModel
 from alexgui.qt.job_mixin import JobMixin
 from alexgui.qt.job_progress import JobProgress
 from alexgui.qt.panels.classify_cards import ERROR_RED
-from alexgui.qt.panels.filters import numpy_to_qimage
 from alexgui.qt.panels.model_chooser import ModelChooser
+from alexgui.qt.tile_grid import numpy_to_qimage
 from alexgui.qt.workers import describe_error
 
 THUMB = 112
