@@ -1,7 +1,7 @@
 """Fine-tuning: the training step's speed per mode, and a head fine-tune against training from random weights.
 
     python -m benchmarks.bench_finetune [--batch 32] [--rounds 5]
-    python -m benchmarks.bench_finetune --source RUN --data DIR [--minutes M] [--out FOLDER]
+    python -m benchmarks.bench_finetune --source RUN|CHECKPOINT|torchvision --data DIR [--minutes M] [--out FOLDER]
 
 1. Speed, side by side in one process, the modes in turn in each round (each round starting with the
    next mode) after a warm-up, medians: one
@@ -176,7 +176,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--source", help="a run or checkpoint to fine-tune from (with --data)")
+    ap.add_argument("--source", help="a run, a checkpoint, or torchvision (ImageNet weights in the hub cache) "
+                    "to fine-tune from (with --data)")
     ap.add_argument("--data", help="the dataset to fine-tune on and to train from scratch")
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--out", type=Path, help="where the two runs go (default: a temporary folder)")
