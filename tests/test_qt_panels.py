@@ -268,9 +268,9 @@ def test_filter_grid_groups_towers_and_scores_them(qtbot, tmp_path: Path) -> Non
     assert panel.grids[0].count == 48 and panel.grids[1].count == 48
     assert panel.scores[1] > panel.scores[0] + 0.3
     assert f"{panel.scores[1]:.2f}" in panel.headings[1].text() and "Tower 1" in panel.headings[1].text()
-    assert "tower 1" in panel.grids[1].tooltip_at(panel.grids[1].tile_position(5))
+    assert panel.grids[1].tooltip_at(panel.grids[1].tile_position(5)).startswith("conv1 kernel 53 · tower 1 · colour")
     qtbot.mouseClick(panel.grids[1], Qt.MouseButton.LeftButton, pos=panel.grids[1].tile_position(5).toPoint())
-    assert panel.viewer.isVisible() and "conv1 kernel 53 " in panel.viewer.caption.text()
+    assert panel.viewer.isVisible() and "conv1 kernel 53 of 96 · tower 1 · " in panel.viewer.caption.text()
     out = tmp_path / "kernels.png"
     assert panel.save_png(out)
     saved = QImage(str(out))

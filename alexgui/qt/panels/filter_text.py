@@ -61,6 +61,11 @@ def kernel_caption(layer: str, weights: np.ndarray, kernel: int, channel: int, t
     if layer == "conv1":
         score = float(F.colour_specificity(weights[kernel : kernel + 1])[0])
         smooth = float(F.structure_scores(weights[kernel : kernel + 1])[0])
-        return (f"conv1 kernel {kernel} of {weights.shape[0]} · tower {tower} · "
-                f"colour specificity {score:.2f} · structure {smooth:.2f}")
+        return conv1_kernel_text(kernel, tower, score, smooth, of=weights.shape[0])
     return f"{layer} kernel {kernel} · input channel {channel} · tower {tower}"
+
+
+def conv1_kernel_text(kernel: int, tower: int, colour: float, structure: float, of: int | None = None) -> str:
+    """A conv1 kernel's name, tower and two scores: a tile's tooltip, and (with `of`) its enlarged caption."""
+    name = f"conv1 kernel {kernel}" + (f" of {of}" if of is not None else "")
+    return f"{name} · tower {tower} · colour specificity {colour:.2f} · structure {structure:.2f}"

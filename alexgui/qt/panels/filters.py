@@ -40,7 +40,7 @@ from alexgui.engine.store.filter_history import FilterSnapshot
 from alexgui.engine.understand import kernels as F
 from alexgui.qt.grid_export import compose, save_png
 from alexgui.qt.panels.filter_history import FilterHistoryBar
-from alexgui.qt.panels.filter_text import SCORES_TIP, channels_heading, kernel_caption, tower_heading
+from alexgui.qt.panels.filter_text import SCORES_TIP, channels_heading, conv1_kernel_text, kernel_caption, tower_heading
 from alexgui.qt.tile_grid import TileGrid, TileViewer
 
 
@@ -310,9 +310,7 @@ class FiltersPanel(QWidget):
             heading.setText(self._heading(tower, len(members), score, smooth, single=len(tower_ids) == 1))
 
             def tip(j: int, x: float, y: float, members: list[int] = members, tower: int = tower) -> str:
-                i = members[j]
-                return (f"conv1 kernel {i} · tower {tower} · colour specificity {scores[i]:.2f} · "
-                        f"structure {structure[i]:.2f}")
+                return conv1_kernel_text(members[j], tower, float(scores[members[j]]), float(structure[members[j]]))
 
             grid.set_tiles(tiles[members], tile_px, cols=16, tooltip=tip)
 
