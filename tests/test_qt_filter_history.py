@@ -152,3 +152,44 @@ def test_change_since_start_of_a_past_frame_is_against_the_historys_first(qtbot,
     change = panel.displayed_kernels("conv1")
     assert change is not None and change.shape == (96, 3, 11, 11)
     np.testing.assert_allclose(change, kernels(10) - kernels(0), atol=1e-4)
+
+
+def test_a_watched_run_shows_its_newest_frame_at_now(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Nothing live (a run opened to watch, no model loaded): the slider's right end is the run's newest
+    snapshot, it follows the run as it grows, and live kernels take its place once they arrive."""
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.resize(380, 700)
+    panel.show()
+    run = run_with_history(tmp_path / "run", [0, 10, 20])
+    panel.set_history_run(run)
+    bar = panel.history
+    np.testing.assert_allclose(panel.kernels["conv1"], kernels(20), rtol=1e-3, atol=1e-6)
+    assert panel.grids[0].count == 48 and not panel.status.isVisible()
+    bar.slider.setValue(0)
+    np.testing.assert_allclose(panel.kernels["conv1"], kernels(0), rtol=1e-3, atol=1e-6)
+    bar.slider.setValue(bar.slider.maximum())
+    np.testing.assert_allclose(panel.kernels["conv1"], kernels(20), rtol=1e-3, atol=1e-6)
+    write_snapshot(run, 30, 0, kernels(30), TOWERS)  # another process trains on
+    bar.refresh()
+    np.testing.assert_allclose(panel.kernels["conv1"], kernels(30), rtol=1e-3, atol=1e-6)
+    panel.show_change.setChecked(True)  # the change view subtracts the history's first frame
+    np.testing.assert_allclose(panel.displayed_kernels("conv1"), kernels(30) - kernels(0), atol=1e-4)
+    panel.show_change.setChecked(False)
+    live = kernels(999)
+    panel.set_kernels(live)
+    np.testing.assert_array_equal(panel.kernels["conv1"], live)
+    write_snapshot(run, 40, 0, kernels(40), TOWERS)
+    bar.refresh()  # the live kernels stay
+    np.testing.assert_array_equal(panel.kernels["conv1"], live)
+
+
+def test_another_run_without_snapshots_clears_the_newest_frame(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.set_history_run(run_with_history(tmp_path / "a", [0, 10]))
+    assert "conv1" in panel.kernels
+    (tmp_path / "b").mkdir()
+    panel.set_history_run(tmp_path / "b")
+    assert "conv1" not in panel.kernels and panel.grids[0].count == 0
+    assert not panel.status.isHidden()

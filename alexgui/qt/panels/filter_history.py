@@ -2,8 +2,9 @@
 
 The run's snapshots (engine/store/filter_history.py) are listed when a run is set and again every few
 seconds while the panel is visible, so a run being trained, here or by another process, grows its
-slider as it goes. With the slider at its right end the panel shows the live kernels; anywhere else it
-shows that snapshot (`frame_chosen`) until the user returns to the end or presses Play, which walks
+slider as it goes. With the slider at its right end the panel shows the live kernels (a model loaded or
+training here), or, with none, the newest snapshot (a run opened to watch); anywhere else it shows that
+snapshot (`frame_chosen`) until the user returns to the end or presses Play, which walks
 the frames from where the slider is. Save animation writes a GIF of every frame in a worker, with a
 bar and Cancel (engine/understand/filter_animation.py renders the frames, as `alexgui filters` does).
 """
@@ -110,9 +111,20 @@ class FilterHistoryBar(JobMixin, QWidget):
         self.play_button.setEnabled(enabled)
         self.save_button.setEnabled(bool(refs) and not self.is_busy())
         self._describe()
+        if self.shown_step is None:  # "now" moved on: a panel with nothing live shows the newest frame
+            self.live_chosen.emit()
 
     def at_end(self) -> bool:
         return not self.refs or self.slider.value() >= self.slider.maximum()
+
+    def latest_snapshot(self) -> FilterSnapshot | None:
+        """The history's newest frame, or None when there is none or it cannot be read."""
+        if not self.refs:
+            return None
+        try:
+            return read_snapshot(self.refs[-1])
+        except FilterHistoryError:
+            return None
 
     def first_snapshot(self) -> FilterSnapshot | None:
         """The history's first frame (read once), or None when it cannot be read."""

@@ -103,6 +103,7 @@ class FiltersPanel(QWidget):
         self.history.frame_chosen.connect(self._show_history_frame)
         self.history.live_chosen.connect(self._show_live)
         self._live: tuple[dict[str, np.ndarray], dict[str, list[int]]] | None = None  # kept while a past frame shows
+        self._newest_shown = False  # conv1 shows the history's newest frame: nothing live (a run opened to watch)
 
         self.status = QLabel("No model yet: train, or open a checkpoint.")
         self.status.setWordWrap(True)
@@ -189,6 +190,8 @@ class FiltersPanel(QWidget):
         # While the history slider shows a past frame, new kernels are kept as the live ones, drawn
         # when the slider returns to its end.
         shown_k, shown_t = self._live if self._live is not None else (self._kernels, self._towers)
+        if "conv1" in kernels:
+            self._newest_shown = False
         for name, value in kernels.items():
             arr = F._as_numpy(value)
             shown_k[name] = arr
@@ -224,8 +227,8 @@ class FiltersPanel(QWidget):
 
     def set_history_run(self, run: str | Path | None) -> None:
         """The run folder whose filter history the slider walks (the one training, or the model's)."""
-        self._show_live()
         self.history.set_run(run)
+        self._show_live()
 
     def _show_history_frame(self, snapshot: FilterSnapshot) -> None:
         if self._live is None:
@@ -240,14 +243,22 @@ class FiltersPanel(QWidget):
             self.refresh()
 
     def _show_live(self) -> None:
-        if self._live is None:
-            return
-        kernels, towers = self._live
-        self._live = None
-        self._kernels, self._towers = kernels, towers
-        if "conv1" in kernels:
-            self.scores = F.tower_specificity(kernels["conv1"], towers["conv1"])
-            self.structure = F.tower_structure(kernels["conv1"], towers["conv1"])
+        """The slider's right end: the live kernels, or with none, the history's newest frame."""
+        if self._live is None and not self._newest_shown and "conv1" in self._kernels:
+            return  # the live kernels are on screen already
+        if self._live is not None:
+            self._kernels, self._towers = self._live
+            self._live = None
+        if self._newest_shown or "conv1" not in self._kernels:
+            self._kernels.pop("conv1", None)  # the newest frame of this run, or of none
+            self._newest_shown = False
+            newest = self.history.latest_snapshot()
+            if newest is not None:
+                self._kernels["conv1"], self._towers["conv1"] = newest.kernels, list(newest.towers)
+                self._newest_shown = True
+        if "conv1" in self._kernels:
+            self.scores = F.tower_specificity(self._kernels["conv1"], self._towers["conv1"])
+            self.structure = F.tower_structure(self._kernels["conv1"], self._towers["conv1"])
         self.refresh()
 
     # ---- drawing --------------------------------------------------------------------------------
@@ -266,7 +277,7 @@ class FiltersPanel(QWidget):
         weights = self._kernels.get(layer)
         if weights is None or not self.show_change.isChecked():
             return weights
-        if self._live is not None and layer == "conv1":
+        if (self._live is not None or self._newest_shown) and layer == "conv1":
             base = self.history.first_snapshot()
             first = base.kernels if base is not None else None
         else:
