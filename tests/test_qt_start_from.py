@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PySide6.QtGui import QTextDocumentFragment
 
 from alexgui.engine.events import Finished
 from alexgui.engine.model import zoo
@@ -75,7 +76,10 @@ def test_without_the_weights_the_group_says_which_file_to_fetch(qtbot, tmp_path:
     qtbot.addWidget(form)
     form.start_from.set_source("torchvision")
     assert "alexnet-owt-7be5be79.pth" in form.start_from.problem and str(tmp_path / "empty-hub") in form.start_from.problem
-    assert form.start_from.note.text() == form.start_from.problem
+    note = form.start_from.note
+    assert note.toolTip() == form.start_from.problem  # the plain text, to copy
+    shown = QTextDocumentFragment.fromHtml(note.text()).toPlainText().replace("\u200b", "")
+    assert shown == form.start_from.problem  # the same words, wrapped
 
 
 def test_a_run_folder_as_source_sets_its_network_and_counts_the_datasets_classes(qtbot, source: Path, tmp_path: Path) -> None:
@@ -162,3 +166,26 @@ def test_the_form_downloads_missing_imagenet_weights_in_the_app(qtbot, qt_settin
         assert "of torchvision's 57,044,810 parameters learn" in start.params.text()
     finally:
         window.explorer.shutdown()
+
+
+def test_the_missing_weights_message_wraps_inside_the_dock(qtbot, qt_settings, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offline message's address, digest and path wrap: the form keeps the dock's width at 1280x800, with
+    no horizontal scroll bar and the Download button whole (they pushed the form 200 px wider)."""
+    monkeypatch.setattr(zoo, "hub_checkpoints_dir", lambda: tmp_path / "deep" / "cache" / "torch" / "hub" / "checkpoints")
+    window = MainWindow(qt_settings, devices=[("cpu", "CPU")])
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    monitor = window.monitor
+    monitor.form.preset.setCurrentIndex(monitor.form.preset.findData("photos"))
+    start = monitor.form.start_from
+    qtbot.waitUntil(lambda: bool(start.problem), timeout=10000)
+    entry = zoo.default_entry()
+    assert entry.sha256 in start.problem and str(entry.hub_path) in start.note.toolTip()
+    assert "--init (train)" in start.problem  # the command line's flag for train, not classify's --model
+    qtbot.waitUntil(lambda: not monitor.scroll.horizontalScrollBar().isVisible(), timeout=5000)
+    viewport = monitor.scroll.viewport().width()
+    assert monitor.form.width() <= viewport
+    button = start.download
+    assert button.mapTo(monitor.scroll.viewport(), button.rect().topRight()).x() <= viewport

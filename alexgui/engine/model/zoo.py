@@ -179,7 +179,8 @@ def offline_help(entry: ZooEntry, reason: str = "") -> str:
         f"{why}.\n"
         f"On a computer with internet, download\n  {entry.url}\n"
         f"({entry.bytes / 1e6:.0f} MB, SHA-256 {entry.sha256}) and copy it to\n  {entry.hub_path}\n"
-        f"or choose the file yourself (Classify > Model > 'torchvision weights file…', or --model /path/to/{entry.filename})."
+        f"or choose the file yourself: in the app, Classify > Model > 'torchvision weights file…'; on the command "
+        f"line, its path as --init (train) or --model (classify, evaluate, explain, export)."
     )
 
 

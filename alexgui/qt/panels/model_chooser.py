@@ -16,8 +16,6 @@ paths, addresses and digests).
 
 from __future__ import annotations
 
-import html
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +42,7 @@ from alexgui.engine.inference.predict import Predictor
 from alexgui.engine.inference.sources import load_predictor
 from alexgui.engine.model import zoo
 from alexgui.errors import Cancelled
+from alexgui.qt.breakable import breakable_html
 from alexgui.qt.elided_label import ElidedLabel
 from alexgui.qt.explorer_model import ExplorerModel
 from alexgui.qt.job_mixin import JobMixin
@@ -52,7 +51,6 @@ from alexgui.qt.model_names import model_details, model_title, source_title
 from alexgui.qt.workers import describe_error
 
 NO_MODEL = "no model"
-LONG_WORD = re.compile(r"\S{25,}")
 
 
 @dataclass
@@ -85,19 +83,6 @@ def weights_not_here(error: BaseException) -> bool:
             return True
         cause = cause.__cause__
     return False
-
-
-def breakable_html(text: str) -> str:
-    """Plain text as label HTML that can wrap inside paths, addresses and digests: a zero-width space
-    after each / . - _ and every 16 characters of a long word (a label only breaks at spaces, and one
-    unbreakable 64-digit SHA-256 would ask for more width than a side dock has)."""
-
-    def split(match: re.Match[str]) -> str:
-        word = re.sub(r"([/._\-])", "\\1\u200b", match.group(0))
-        return re.sub(r"([^\u200b]{16})(?=[^\u200b])", "\\1\u200b", word)
-
-    broken = LONG_WORD.sub(split, text)
-    return html.escape(broken).replace("\n", "<br>").replace("  ", "&nbsp;&nbsp;")
 
 
 class ModelChooser(JobMixin, QWidget):

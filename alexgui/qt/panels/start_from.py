@@ -4,6 +4,7 @@ network's parameters it trains."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -11,6 +12,7 @@ from PySide6.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLabel, QPush
 
 from alexgui.engine.model import zoo
 from alexgui.engine.training.init_source import FineTuneError, parameter_counts, quick_check
+from alexgui.qt.breakable import breakable_html
 
 RANDOM = ""
 TORCHVISION = "torchvision"
@@ -70,6 +72,7 @@ class StartFromForm(QObject):
         self.note = QLabel()
         self.note.setObjectName("hint")
         self.note.setWordWrap(True)
+        self.note.setTextFormat(Qt.TextFormat.RichText)  # breakable_html's zero-width spaces and line breaks
         self.params = QLabel()
         self.params.setObjectName("hint")
         self.params.setWordWrap(True)
@@ -166,12 +169,14 @@ class StartFromForm(QObject):
         self.mode.setEnabled(fine_tune)
         self.download.setVisible(self._value == TORCHVISION and bool(self._problem))
         if self._problem:
-            self.note.setText(self._problem)
+            self.note.setText(breakable_html(self._problem))  # its path and address wrap in the dock
+            self.note.setToolTip(self._problem)
             self.note.setProperty("error", True)
             self.params.setText("")
             return
         self.note.setProperty("error", False)
-        self.note.setText(MODE_NOTES[self.finetune if fine_tune else ""])
+        self.note.setToolTip("")
+        self.note.setText(html.escape(MODE_NOTES[self.finetune if fine_tune else ""]))
         counts = parameter_counts(self._arch, self._classes)
         learn, total = counts[self.finetune] if fine_tune else counts["all"]
         network = "torchvision's" if self._arch == "torchvision" else "the paper's"
