@@ -147,6 +147,32 @@ def test_a_missing_data_folder_from_a_config_file(tmp_path: Path, capsys: pytest
     assert not (tmp_path / "run").exists()
 
 
+def test_a_folder_without_two_classes_is_refused_before_the_run_folder_is_made(
+    tmp_path: Path, tiny_toml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No class folders, or only one: one line naming the folder, exit 2, no run folder; once mended, the
+    same command trains (a refused run left a folder behind that only --resume would take)."""
+    data = make_dataset(tmp_path / "photos", classes=1, train_per_class=3, val_per_class=1)
+    out = tmp_path / "run"
+    command = ["train", "--data", str(data), "--out", str(out), "--config", str(tiny_toml), "--max-steps", "1"]
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs at least 2 classes" in err and str(data) in err, err
+    assert not out.exists()
+    (tmp_path / "empty").mkdir()
+    assert main([*command[:2], str(tmp_path / "empty"), *command[3:]]) == 2
+    assert "empty: no class folders with files" in capsys.readouterr().err and not out.exists()
+    make_dataset(data, classes=2, train_per_class=3, val_per_class=1)  # the second class added to the same folder
+    assert main(command) == 0 and (out / "checkpoints").is_dir()
+
+
+def test_an_existing_run_names_resume_and_restart(trained: Path, tiny_toml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = RunConfig.load(trained / "config.toml")
+    assert main(["train", "--data", cfg.data.data, "--out", str(trained), "--config", str(tiny_toml)]) == 2
+    err = capsys.readouterr().err
+    assert "already an alexgui run" in err and "--resume" in err and "--restart" in err
+
+
 BAD_EXPERIMENT = [
     ["--epochs", "0"],
     ["--max-steps", "-5"],

@@ -214,6 +214,7 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
         cfg = config_from_args(args, QUICK.apply(base) if implied else base)
         _check_device_and_data(cfg, args.config)
         _check_init(args, cfg)
+        _check_classes(cfg)
         if implied and _first_process():  # said once every argument is known good: a refused command prints one error line
             print(f"alexgui train: the demo data with no --preset: the {QUICK.name} preset (batch {QUICK.batch_size}, "
                   f"{QUICK.epochs} epochs, lr {QUICK.lr:g}, conv1 initial std {QUICK.conv1_init_std:g}; flags override it); "
@@ -260,6 +261,18 @@ def _check_init(args: argparse.Namespace, cfg: RunConfig) -> None:
                                  progress=stderr_progress("download", scale=1e6, unit="MB") if download else None)
     check_arch(getattr(args, "arch", None), source)
     adopt_source(cfg, source)
+
+
+def _check_classes(cfg: RunConfig) -> None:
+    """A new run's data folder walked for its class folders (no image is read), before the run folder is
+    made: one with no class folders, one class, or val/ classes that train/ lacks is refused leaving nothing
+    behind, so the same command runs once the folder is mended. The run walks it again, for the files
+    themselves; the walk is a listing, cheap beside reading the images."""
+    if cfg.data.data == "demo":
+        return
+    from alexgui.engine.data.dataset import scan_folder
+
+    scan_folder(cfg.data.data, cfg.data.val_fraction, cfg.data.split_seed, links_out=cfg.data.follow_links)
 
 
 def _check_device_and_data(cfg: RunConfig, source: Path | None) -> None:

@@ -162,7 +162,8 @@ class RunDir:
                 path,
             )
         if not exist_ok:
-            raise RunDirError(f"{path}: already an alexgui run; open it to resume, or choose a new folder", path)
+            raise RunDirError(f"{path}: already an alexgui run; continue it (alexgui train --resume, or in the app Train > "
+                              "Continue selected run), start it over (--restart), or choose a new folder", path)
         try:
             RunConfig.load(path / CONFIG_NAME)
         except ConfigError as e:
