@@ -57,8 +57,10 @@ def test_a_click_on_a_cell_shows_exactly_its_images(qtbot, checkpoint: Path, tmp
     assert "true red, predicted blue: 2 images" in panel.cell_caption.text()
     assert panel.confusion.cell_at(QPoint(centre.x(), centre.y())) == (red, blue)
     assert panel.confusion.describe(red, red).startswith("true red, predicted red")
-    # The per-class table, sorted by recall.
+    # The per-class table: by class name, A to Z, until a header is clicked; then sorted by recall.
     assert panel.table.rowCount() == 2
+    assert [panel.table.item(i, 0).text() for i in range(2)] == ["blue", "red"]
+    assert panel.table.horizontalHeaderItem(3).text() == "recall %"
     panel.table.sortItems(3, Qt.SortOrder.AscendingOrder)
     assert panel.table.item(0, 0).text() == "red"  # red lost two images to blue
     # The worst images, and a double-click that opens one in Classify.

@@ -120,6 +120,20 @@ def test_the_log_loss_axis_keeps_a_spike_from_flattening_the_curve(qtbot) -> Non
     assert not plots.loss_log.isChecked() and not plots.loss_plot.getAxis("left").logMode
 
 
+def test_the_log_scale_box_leaves_the_loss_title_readable(qtbot) -> None:
+    """At the plots' width in a 1280x800 window (about 540 px) the box sat over the title's end."""
+    plots = MetricPlots()
+    qtbot.addWidget(plots)
+    plots.resize(540, 540)
+    plots.show()
+    qtbot.waitExposed(plots)
+    title = plots.loss_plot.titleLabel.item  # the title's text itself, not its centred row
+    text = plots.view.mapFromScene(title.sceneBoundingRect()).boundingRect()
+    box = plots.loss_log.geometry()
+    assert box.width() > 0 and not box.intersects(text), (box, text)
+    assert plots.view.rect().contains(box)
+
+
 def test_the_log_loss_axis_also_holds_still_while_live(qtbot) -> None:
     plots = MetricPlots()
     qtbot.addWidget(plots)
@@ -177,3 +191,24 @@ def test_feature_map_tiles_follow_the_panel_width_and_fit(qtbot, layer: str, cou
     panel.resize(300, 700)
     qtbot.waitUntil(lambda: panel.tile_px < narrow_tile, timeout=5_000)
     assert _fits(panel, height_too=False)
+
+
+def test_a_tab_widgets_pages_are_dark_under_the_theme(qtbot) -> None:
+    """The Evaluation and Experiments windows' tab pages were white (the palette's), under the theme's
+    light hint text: unreadable."""
+    from PySide6.QtWidgets import QApplication, QLabel, QTabWidget, QVBoxLayout, QWidget
+
+    from alexgui.qt.app import apply_theme
+
+    apply_theme(QApplication.instance())
+    tabs = QTabWidget()
+    qtbot.addWidget(tabs)
+    page = QWidget()
+    QVBoxLayout(page).addWidget(QLabel("a hint"))
+    tabs.addTab(page, "Cell images")
+    tabs.resize(300, 200)
+    tabs.show()
+    qtbot.waitExposed(tabs)
+    image = tabs.grab().toImage()
+    corner = image.pixelColor(tabs.width() // 2, tabs.height() - 12)  # inside the page, below its label
+    assert corner.lightness() < 80, corner.name()

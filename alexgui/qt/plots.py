@@ -162,7 +162,9 @@ class MetricPlots(QWidget):
         box = self.loss_log
         box.adjustSize()
         rect = self.view.mapFromScene(self.loss_plot.sceneBoundingRect()).boundingRect()
-        box.move(max(rect.right() - box.width() - 4, rect.left()), rect.top() + 1)
+        # At the title row's left, above the axis labels: the title is centred on the data area, which
+        # starts right of the axis, so there is more room on its left (at 1280x800 the right end overlapped it).
+        box.move(rect.left() + 4, rect.top() + 1)
 
     @property
     def loss_is_log(self) -> bool:

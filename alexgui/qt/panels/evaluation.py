@@ -139,7 +139,9 @@ class EvaluationPanel(JobMixin, QWidget):
         cell_layout.addWidget(self.cell_caption)
         cell_layout.addWidget(self.cell_images, 1)
         self.table = QTableWidget(0, 6)
-        self.table.setHorizontalHeaderLabels(["class", "images", "precision", "recall", "top-1 error", "top-5 error"])
+        self.table.setHorizontalHeaderLabels(["class", "images", "precision %", "recall %", "top-1 error %", "top-5 error %"])
+        # By class name, A to Z, until the user clicks a header (Qt's default indicator sorts Z to A).
+        self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.worst = self._gallery()

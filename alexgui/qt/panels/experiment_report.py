@@ -115,6 +115,9 @@ class ReportView(QTextBrowser):
             self.runRequested.emit(str(target))
 
 
+SUMMARY_MIN_HEIGHT = 150  # about five lines of each box at 10 pt
+
+
 class SummaryView(QScrollArea):
     """"Measured" (the report's summary) beside "The paper" (the claim); a long summary scrolls
     instead of squeezing the plot above it."""
@@ -139,6 +142,9 @@ class SummaryView(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # The splitter sizes its panes by their hints, and the plot's is large: without a floor the two
+        # boxes opened about 50 px high, their first line cut in half.
+        self.setMinimumHeight(SUMMARY_MIN_HEIGHT)
 
     def show_claim(self, claim: str) -> None:
         self.paper.setText(html.escape(claim))
