@@ -109,6 +109,26 @@ def test_a_real_folder_keeps_the_papers_recipe(
     assert "preset" not in capsys.readouterr().out
 
 
+def test_a_fine_tune_with_no_preset_takes_the_photos_recipe_and_says_so(
+    tmp_path: Path, started: list[RunConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--init alone took the paper's lr 0.01 and 90 epochs, and a new last layer's loss went from 1.3 to 24."""
+    from tests.finetune_helpers import make_source_run
+
+    source = make_source_run(tmp_path / "source")
+    data = make_dataset(tmp_path / "data")
+    photos = presets.preset_named("photos")
+    assert main(["train", "--out", str(tmp_path / "r"), "--data", str(data), "--init", str(source)]) == 0
+    cfg = started[-1]
+    assert _recipe(cfg) == photos.values() and cfg.train.lr == 0.001
+    assert cfg.train.init == str(source.resolve()) and cfg.train.finetune == "all"  # where to start: as given
+    lines = [line for line in capsys.readouterr().out.splitlines() if "preset" in line]
+    assert len(lines) == 1 and "photos preset's recipe" in lines[0] and "--preset paper" in lines[0], lines
+    assert main(["train", "--out", str(tmp_path / "r2"), "--data", str(data), "--init", str(source),
+                 "--finetune", "head", "--preset", "paper"]) == 0
+    assert _recipe(started[-1]) == PAPER.values() and started[-1].train.finetune == "head"
+
+
 def test_a_config_file_on_the_demo_data_is_not_replaced_by_a_preset(tmp_path: Path, started: list[RunConfig]) -> None:
     config = tmp_path / "settings.toml"
     config.write_text('[data]\ndata = "demo"\n[train]\nepochs = 5\n', encoding="utf-8")

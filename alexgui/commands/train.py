@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from alexgui.commands.arguments import data_folder, devices, preset_name
 from alexgui.config import ConfigError, RunConfig, check_setting
 from alexgui.errors import AlexguiError
-from alexgui.presets import ALIASES, PRESETS, QUICK, preset_named
+from alexgui.presets import ALIASES, PRESETS, QUICK, Preset, preset_named
 
 if TYPE_CHECKING:  # the engine is imported when a run starts, not when the CLI parses its flags
     from alexgui.engine.store.rundir import RunDir
@@ -126,20 +126,26 @@ def _presets_help() -> str:
         "",
         textwrap.fill(
             "Which settings win: flags over --preset over --config over the paper's defaults. On the demo data "
-            "with neither --preset nor --config, the quick preset is the starting point (said in one line); "
-            "on an image folder the paper's recipe is. --resume and --restart start from the run's own settings.",
+            "with neither --preset nor --config, the quick preset is the starting point, and for a fine-tune (--init) "
+            "the photos preset's recipe (each said in one line); on an image folder the paper's recipe is. "
+            "--resume and --restart start from the run's own settings.",
             _WIDTH,
         ),
     ]
     return "\n".join(lines)
 
 
-def implicit_preset(args: argparse.Namespace) -> bool:
-    """Whether a new run starts from the quick preset unasked: the demo data (given or by default), with no
-    --preset and no --config. The paper's 90 epochs at batch 128 are days of CPU time on the demo data."""
+def implicit_preset(args: argparse.Namespace) -> Preset | None:
+    """The recipe a new run starts from unasked, with no --preset and no --config: the quick preset on the
+    demo data (given or by default: the paper's 90 epochs at batch 128 are days of CPU time on it), and
+    the photos preset's recipe for a fine-tune (--init): the paper's lr 0.01 is tuned for training 1000
+    classes from random weights, and on a new last layer it overshoots (train loss 1.3 to 24 in a test).
+    Only the recipe: --init and --finetune stay as given."""
     if getattr(args, "preset", None) is not None or args.config or args.resume or args.restart:
-        return False
-    return args.data is None or args.data == "demo"
+        return None
+    if getattr(args, "init", None):
+        return preset_named("photos")
+    return QUICK if args.data is None or args.data == "demo" else None
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig) -> RunConfig:
@@ -211,14 +217,16 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
     if not (args.resume or args.restart):
         base = RunConfig.load(args.config) if args.config else RunConfig()
         implied = implicit_preset(args)
-        cfg = config_from_args(args, QUICK.apply(base) if implied else base)
+        if implied is not None:
+            init, finetune = base.train.init, base.train.finetune
+            implied.apply(base)
+            base.train.init, base.train.finetune = init, finetune  # the recipe only: the flags say where to start
+        cfg = config_from_args(args, base)
         _check_device_and_data(cfg, args.config)
         _check_init(args, cfg)
         _check_classes(cfg)
-        if implied and _first_process():  # said once every argument is known good: a refused command prints one error line
-            print(f"alexgui train: the demo data with no --preset: the {QUICK.name} preset (batch {QUICK.batch_size}, "
-                  f"{QUICK.epochs} epochs, lr {QUICK.lr:g}, conv1 initial std {QUICK.conv1_init_std:g}; flags override it); "
-                  "--preset paper for the paper's recipe")
+        if implied is not None and _first_process():  # said once every argument is known good
+            print(_implied_line(implied))
         # Distributed: rank 0 creates the folder once the processes have met.
         return cfg, None if args.distributed else RunDir.create(args.out, cfg)
     # Every argument is checked against the run's settings, read without taking the run, before it is
@@ -243,6 +251,13 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
               "(give a larger --max-steps to train on)")  # fmt: skip
         return None
     return cfg, run_dir
+
+
+def _implied_line(preset: Preset) -> str:
+    why = "the demo data" if preset is QUICK else "a fine-tune (--init)"
+    conv1 = f", conv1 initial std {preset.conv1_init_std:g}" if preset is QUICK else ""
+    return (f"alexgui train: {why} with no --preset: the {preset.name} preset's recipe (batch {preset.batch_size}, "
+            f"{preset.epochs} epochs, lr {preset.lr:g}{conv1}; flags override it); --preset paper for the paper's recipe")
 
 
 def _check_init(args: argparse.Namespace, cfg: RunConfig) -> None:
