@@ -59,6 +59,16 @@ def test_classify_reports_bad_files_and_exits_1(model: str, tmp_path: Path, caps
     assert out[1]["top"][0]["label"] == "red" and len(out[1]["top"]) == 2
 
 
+def test_a_folder_without_images_is_named(model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "holiday"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no pictures")
+    for command in ("classify", "explain"):
+        assert main([command, "--model", model, str(empty)]) == 1
+        err = capsys.readouterr().err
+        assert f"alexgui {command}: no image files found in {empty}" in err and ".jpg" in err, err
+
+
 def test_classify_text_and_bad_model(model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (good,) = write_colour_folder(tmp_path, per_class=1)[:1]
     assert main(["classify", "--model", model, str(good)]) == 0

@@ -56,6 +56,16 @@ def test_train_val_layout(tmp_path: Path) -> None:
     assert sorted((Path(s.path).parent.parent.name, s.label) for s in index.val) == [("val", 0), ("val", 1)]
 
 
+def test_an_empty_class_folder_is_said_not_dropped_in_silence(tmp_path: Path) -> None:
+    _flat(tmp_path, {"cats": 2, "dogs": 2})
+    (tmp_path / "owls").mkdir()  # a copy that went wrong
+    index = scan_folder(tmp_path, 0.5, 0)
+    assert index.class_names == ["cats", "dogs"]
+    assert [(Path(s.path).name, s.reason) for s in index.skipped] == [
+        ("owls", "no files in this class folder: not a class (add images, or remove the folder)")
+    ]
+
+
 def test_train_without_val_is_split(tmp_path: Path) -> None:
     _flat(tmp_path / "train", {"cats": 4, "dogs": 4})
     index = scan_folder(tmp_path, 0.25, 0)

@@ -204,7 +204,7 @@ def test_gui_command_without_a_display_points_to_alexgui_train(monkeypatch, caps
     monkeypatch.setattr("sys.platform", "linux")
     assert gui.run(gui.default_args()) == 2
     err = capsys.readouterr().err
-    assert "no display" in err and "alexgui train" in err
+    assert "no display" in err and "alexgui train --data FOLDER --out RUN_DIR" in err
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,17 @@ def open_predictor(args: argparse.Namespace, command: str) -> Predictor | None:
         return None
 
 
+def say_no_images(command: str, inputs: list[str]) -> None:
+    """No image file in what was given: each input named, so a mistyped or empty folder is found at once."""
+    from alexgui.engine.data.walk import display_path
+
+    named = ", ".join(display_path(p) for p in inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
+    from alexgui.engine.inference.predict import IMAGE_SUFFIXES
+
+    print(f"alexgui {command}: no image files found in {named} (a folder's files are taken by their suffix: "
+          f"{' '.join(sorted(IMAGE_SUFFIXES))})", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from alexgui.engine.data.walk import display_path
     from alexgui.engine.inference.predict import classify_files, expand_inputs
@@ -101,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"model {predictor.source} on {backend['backend']} ({backend['provider']})", file=sys.stderr)
     paths = expand_inputs(args.images)
     if not paths:
-        print("alexgui classify: no image files found in the given folders", file=sys.stderr)
+        say_no_images("classify", args.images)
         return 1
     results = []
     failed = 0

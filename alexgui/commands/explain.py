@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexgui.commands.classify import open_predictor
+    from alexgui.commands.classify import open_predictor, say_no_images
     from alexgui.engine.data.imageio import ImageError
     from alexgui.engine.data.walk import display_path
     from alexgui.engine.inference.predict import expand_inputs
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     paths = expand_inputs(args.images)
     if not paths:
-        print("alexgui explain: no image files found in the given folders", file=sys.stderr)
+        say_no_images("explain", args.images)
         return 1
     if not args.json:
         print(f"model {predictor.source}; {args.method} of {len(paths)} image(s) into {args.out}", file=sys.stderr)

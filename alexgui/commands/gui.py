@@ -11,7 +11,7 @@ from alexgui.errors import AlexguiError
 
 NO_DISPLAY = (
     "alexgui: no display found (DISPLAY and WAYLAND_DISPLAY are not set), so the window cannot open.\n"
-    "Train without a window:      alexgui train --data FOLDER   (or: alexgui train for the demo data)\n"
+    "Train without a window:      alexgui train --data FOLDER --out RUN_DIR   (--data demo: the built-in demo data)\n"
     "Watch a run from elsewhere:  open its folder later with  alexgui gui --run RUN_DIR\n"
     "To render off-screen anyway: QT_QPA_PLATFORM=offscreen alexgui gui"
 )

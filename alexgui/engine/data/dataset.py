@@ -109,6 +109,8 @@ def _class_files(walk: FolderWalk, classes: list[tuple[str, Path]]) -> dict[str,
         files = walk.files_below(folder)
         if files:
             found[name] = files
+        else:  # said, not dropped in silence: an empty class folder is often a copy that went wrong
+            walk.skip(str(folder), "no files in this class folder: not a class (add images, or remove the folder)")
     return found
 
 

@@ -119,16 +119,16 @@ class FolderWalk:
             if st is None or not stat.S_ISDIR(st.st_mode):
                 continue  # files next to the class folders are not in any class
             if not is_valid_text(entry.name):
-                self._skip(entry.path, "class folder name is not valid UTF-8 (class names are text); rename it")
+                self.skip(entry.path, "class folder name is not valid UTF-8 (class names are text); rename it")
                 continue
             taken = self._dirs.get((st.st_dev, st.st_ino))
             if taken is not None:
-                self._skip(entry.path, f"the same folder as {display_path(taken)}; used once")
+                self.skip(entry.path, f"the same folder as {display_path(taken)}; used once")
                 continue
             real = Path(os.path.realpath(entry.path))
             other = self._class_holding(real, None)
             if entry.is_symlink() and other is not None:
-                self._skip(entry.path, f"link into another class ({other}); not followed")
+                self.skip(entry.path, f"link into another class ({other}); not followed")
                 continue
             self._dirs[(st.st_dev, st.st_ino)] = entry.path
             self._classes.append((display_path(os.path.relpath(entry.path, self.root)), real))
@@ -155,7 +155,7 @@ class FolderWalk:
             try:
                 entries = sorted(os.scandir(current), key=lambda e: e.name)
             except OSError as e:
-                self._skip(current, f"cannot list the folder ({e.strerror or e})")
+                self.skip(current, f"cannot list the folder ({e.strerror or e})")
                 continue
             for entry in entries:
                 if entry.name.startswith("."):
@@ -176,15 +176,15 @@ class FolderWalk:
         outside = not target.is_relative_to(class_root)
         other = self._class_holding(target, class_root) if outside else None
         if other is not None:  # its images are that class's, whichever class is walked first
-            self._skip(entry.path, f"link into another class ({other}); not followed")
+            self.skip(entry.path, f"link into another class ({other}); not followed")
             return
         taken = self._dirs.get((st.st_dev, st.st_ino)) if stat.S_ISDIR(st.st_mode) else None
         if taken is not None:  # a link to an ancestor, to itself or to a folder taken before
-            self._skip(entry.path, f"link to {display_path(taken)}, a folder already included; not followed")
+            self.skip(entry.path, f"link to {display_path(taken)}, a folder already included; not followed")
             return
         if outside:
             if target.is_relative_to(self.root):
-                self._skip(entry.path, f"link to {display_path(target)}, outside its class folder; not followed")
+                self.skip(entry.path, f"link to {display_path(target)}, outside its class folder; not followed")
                 return
         self._take(entry.path, st, pending, found)
 
@@ -193,18 +193,18 @@ class FolderWalk:
         if stat.S_ISDIR(st.st_mode):
             taken = self._dirs.get(key)
             if taken is not None:
-                self._skip(path, f"the same folder as {display_path(taken)}; used once")
+                self.skip(path, f"the same folder as {display_path(taken)}; used once")
                 return
             self._dirs[key] = path
             pending.append(path)
             return
         reason = special_file_reason(st.st_mode)
         if reason is not None:
-            self._skip(path, reason)
+            self.skip(path, reason)
             return
         taken = self._files.get(key)
         if taken is not None:
-            self._skip(path, f"the same file as {display_path(taken)}; used once")
+            self.skip(path, f"the same file as {display_path(taken)}; used once")
             return
         self._files[key] = path
         self.stamps[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
@@ -224,14 +224,14 @@ class FolderWalk:
                 return entry.stat(follow_symlinks=False)
             target = Path(os.path.realpath(entry.path))
             if not self.links_out and not target.is_relative_to(self.root):
-                self._skip(entry.path, f"symbolic link out of the dataset folder (to {display_path(target)}); not followed")
+                self.skip(entry.path, f"symbolic link out of the dataset folder (to {display_path(target)}); not followed")
                 return None
             return os.stat(entry.path)
         except OSError as e:
             if entry.is_symlink():
-                self._skip(entry.path, f"broken symbolic link ({e.strerror or e})")
+                self.skip(entry.path, f"broken symbolic link ({e.strerror or e})")
             else:
-                self._skip(entry.path, f"unreadable ({e.strerror or e})")
+                self.skip(entry.path, f"unreadable ({e.strerror or e})")
             return None
 
     def _claim_dir(self, folder: Path, path: str) -> None:
@@ -241,5 +241,6 @@ class FolderWalk:
             return
         self._dirs.setdefault((st.st_dev, st.st_ino), path)
 
-    def _skip(self, path: str, reason: str) -> None:
+    def skip(self, path: str, reason: str) -> None:
+        """Leave `path` out of the dataset, with the reason the pre-flight report gives."""
         self.skipped.append(Skipped(display_path(path), reason))
