@@ -64,6 +64,11 @@ def test_an_empty_class_folder_is_said_not_dropped_in_silence(tmp_path: Path) ->
     assert [(Path(s.path).name, s.reason) for s in index.skipped] == [
         ("owls", "no files in this class folder: not a class (add images, or remove the folder)")
     ]
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    _image(outside, COLOURS["cats"])
+    (tmp_path / "owls" / "elsewhere.png").symlink_to(outside)  # a link out of the dataset: skipped, said once
+    reasons = [(Path(s.path).name, s.reason) for s in scan_folder(tmp_path, 0.5, 0).skipped]
+    assert len(reasons) == 1 and reasons[0][0] == "elsewhere.png" and "add images" not in reasons[0][1], reasons
 
 
 def test_train_without_val_is_split(tmp_path: Path) -> None:

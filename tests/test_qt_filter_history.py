@@ -193,3 +193,14 @@ def test_another_run_without_snapshots_clears_the_newest_frame(qtbot, tmp_path: 
     panel.set_history_run(tmp_path / "b")
     assert "conv1" not in panel.kernels and panel.grids[0].count == 0
     assert not panel.status.isHidden()
+    bar = panel.history  # run b's, not a's: no frames, nothing to play or save
+    assert bar.label.text() == "History of b: no snapshots yet"
+    assert not bar.slider.isEnabled() and not bar.play_button.isEnabled() and not bar.save_button.isEnabled()
+
+
+def test_watching_a_run_on_a_deeper_layer_shows_conv1s_newest_frame(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = FiltersPanel()
+    qtbot.addWidget(panel)
+    panel.layer_box.setCurrentText("conv2")
+    panel.set_history_run(run_with_history(tmp_path, [0, 10]))
+    assert panel.layer_box.currentText() == "conv1" and panel.grids[0].count == 48 and panel.status.isHidden()

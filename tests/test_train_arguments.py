@@ -166,6 +166,19 @@ def test_a_folder_without_two_classes_is_refused_before_the_run_folder_is_made(
     assert main(command) == 0 and (out / "checkpoints").is_dir()
 
 
+def test_a_refused_folder_costs_no_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The data folder is checked before the source: --download does not fetch 244 MB for a refused command."""
+    from alexgui.engine.model import zoo
+
+    fetched: list[str] = []
+    monkeypatch.setattr(zoo, "hub_checkpoints_dir", lambda: tmp_path / "hub")
+    monkeypatch.setattr(zoo, "download", lambda url, *a, **k: fetched.append(url))
+    data = make_dataset(tmp_path / "photos", classes=1, train_per_class=2, val_per_class=1)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--init", "torchvision", "--download"]) == 2
+    assert "needs at least 2 classes" in capsys.readouterr().err and fetched == []
+
+
 def test_an_existing_run_names_resume_and_restart(trained: Path, tiny_toml: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = RunConfig.load(trained / "config.toml")
     assert main(["train", "--data", cfg.data.data, "--out", str(trained), "--config", str(tiny_toml)]) == 2

@@ -223,8 +223,8 @@ def _prepare(args: argparse.Namespace) -> tuple[RunConfig, RunDir | None] | None
             base.train.init, base.train.finetune = init, finetune  # the recipe only: the flags say where to start
         cfg = config_from_args(args, base)
         _check_device_and_data(cfg, args.config)
+        _check_classes(cfg)  # before the source: a refused folder costs no download
         _check_init(args, cfg)
-        _check_classes(cfg)
         if implied is not None and _first_process():  # said once every argument is known good
             print(_implied_line(implied))
         # Distributed: rank 0 creates the folder once the processes have met.

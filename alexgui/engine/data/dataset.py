@@ -106,10 +106,12 @@ def _class_files(walk: FolderWalk, classes: list[tuple[str, Path]]) -> dict[str,
     """{class name: sorted file paths} for the class folders that hold files."""
     found: dict[str, list[str]] = {}
     for name, folder in classes:
+        skipped_before = len(walk.skipped)
         files = walk.files_below(folder)
         if files:
             found[name] = files
-        else:  # said, not dropped in silence: an empty class folder is often a copy that went wrong
+        elif len(walk.skipped) == skipped_before:  # truly empty (not all skipped, which says why already):
+            # said, not dropped in silence: an empty class folder is often a copy that went wrong
             walk.skip(str(folder), "no files in this class folder: not a class (add images, or remove the folder)")
     return found
 

@@ -85,17 +85,18 @@ class FilterHistoryBar(JobMixin, QWidget):
         self.refs = []
         self.shown_step = None
         self._first = None
-        self.refresh()
+        self.refresh(force=True)  # the label and buttons say this run's, even when it has no snapshots
         if self.run is not None:
             self._poll.start()
         else:
             self._poll.stop()
 
-    def refresh(self) -> None:
+    def refresh(self, force: bool = False) -> None:
         """List the run's snapshots again. Live stays at the (new) end; a past frame keeps its place: the
-        slider goes to its step (or the nearest one before it, when thinning took it)."""
+        slider goes to its step (or the nearest one before it, when thinning took it). Nothing is redone
+        when the list is the same, unless `force`."""
         refs = snapshots(self.run) if self.run is not None else []
-        if [r.step for r in refs] == [r.step for r in self.refs]:
+        if not force and [r.step for r in refs] == [r.step for r in self.refs]:
             return
         if not refs or not self.refs or refs[0].path != self.refs[0].path:
             self._first = None

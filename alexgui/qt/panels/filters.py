@@ -227,8 +227,7 @@ class FiltersPanel(QWidget):
 
     def set_history_run(self, run: str | Path | None) -> None:
         """The run folder whose filter history the slider walks (the one training, or the model's)."""
-        self.history.set_run(run)
-        self._show_live()
+        self.history.set_run(run)  # at its end: live_chosen, so _show_live draws what "now" is
 
     def _show_history_frame(self, snapshot: FilterSnapshot) -> None:
         if self._live is None:
@@ -259,7 +258,10 @@ class FiltersPanel(QWidget):
         if "conv1" in self._kernels:
             self.scores = F.tower_specificity(self._kernels["conv1"], self._towers["conv1"])
             self.structure = F.tower_structure(self._kernels["conv1"], self._towers["conv1"])
-        self.refresh()
+        if self._newest_shown and self.layer_box.currentText() != "conv1":
+            self.layer_box.setCurrentText("conv1")  # the history holds conv1 alone; redraws
+        else:
+            self.refresh()
 
     # ---- drawing --------------------------------------------------------------------------------
 
